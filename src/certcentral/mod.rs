@@ -1,0 +1,371 @@
+//! The CertCentral Services API v2 client (certcentral-api.md): order info, reissue,
+//! duplicate, the reissue and duplicate lists, downloads.
+//!
+//! Every call carries `X-DC-DEVKEY`; TLS is always verified (extra roots from `ca_file`).
+//! Idempotent GETs are retried on 429, 5xx and transport errors with backoff, honouring
+//! `Retry-After`. A POST that creates something is retried only when it certainly was not
+//! processed (429, or the connection never opened): the renewal engine looks at the order
+//! before anything is sent again. This module knows nothing of config files or state.
+
+mod error;
+pub mod model;
+pub mod retry;
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::{Method, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+
+pub use error::{ApiError, Error};
+pub use model::*;
+pub use retry::RetryPolicy;
+
+use crate::model::{ApiKey, ApiUrl, OrderId};
+
+/// Download formats (§4). `pem_noroot` is leaf + intermediates.
+pub const FORMAT_PEM_NOROOT: &str = "pem_noroot";
+
+/// How to reach CertCentral.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub url: ApiUrl,
+    pub api_key: ApiKey,
+    /// Extra trust roots, PEM.
+    pub extra_roots_pem: Option<Vec<u8>>,
+    pub timeout: Duration,
+    /// Backoff between attempts of one call.
+    pub retry: RetryPolicy,
+    /// Attempts per call before the error is handed to the caller.
+    pub attempts: u32,
+}
+
+impl ClientOptions {
+    pub fn new(url: ApiUrl, api_key: ApiKey) -> Self {
+        Self {
+            url,
+            api_key,
+            extra_roots_pem: None,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::RATE_LIMIT,
+            attempts: 4,
+        }
+    }
+}
+
+/// A CertCentral API client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    opts: ClientOptions,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Safe to repeat: GET.
+    Idempotent,
+    /// Creates something: repeat only if it certainly was not processed.
+    Create,
+}
+
+impl Client {
+    pub fn new(opts: ClientOptions) -> Result<Self, Error> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")))
+            .timeout(opts.timeout)
+            .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = &opts.extra_roots_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Setup(format!("cannot read ca_file: {e}")))?;
+            if roots.is_empty() {
+                return Err(Error::Setup("ca_file holds no certificate".into()));
+            }
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::Setup(format!("cannot set up HTTPS: {e}")))?;
+        Ok(Self { http, opts })
+    }
+
+    /// `GET /order/certificate/{order_id}`.
+    pub async fn order_info(&self, order_id: OrderId) -> Result<OrderInfo, Error> {
+        self.json(
+            Method::GET,
+            &format!("/order/certificate/{order_id}"),
+            None::<&()>,
+            Replay::Idempotent,
+        )
+        .await
+    }
+
+    /// `POST /order/certificate/{order_id}/reissue`.
+    pub async fn reissue(
+        &self,
+        order_id: OrderId,
+        req: &SubmitRequest,
+    ) -> Result<SubmitResponse, Error> {
+        self.json(
+            Method::POST,
+            &format!("/order/certificate/{order_id}/reissue"),
+            Some(req),
+            Replay::Create,
+        )
+        .await
+    }
+
+    /// `POST /order/certificate/{order_id}/duplicate`.
+    pub async fn duplicate(
+        &self,
+        order_id: OrderId,
+        req: &SubmitRequest,
+    ) -> Result<SubmitResponse, Error> {
+        self.json(
+            Method::POST,
+            &format!("/order/certificate/{order_id}/duplicate"),
+            Some(req),
+            Replay::Create,
+        )
+        .await
+    }
+
+    /// `GET /order/certificate/{order_id}/reissue`.
+    pub async fn list_reissues(&self, order_id: OrderId) -> Result<CertificateList, Error> {
+        self.json(
+            Method::GET,
+            &format!("/order/certificate/{order_id}/reissue"),
+            None::<&()>,
+            Replay::Idempotent,
+        )
+        .await
+    }
+
+    /// `GET /order/certificate/{order_id}/duplicate`.
+    pub async fn list_duplicates(&self, order_id: OrderId) -> Result<CertificateList, Error> {
+        self.json(
+            Method::GET,
+            &format!("/order/certificate/{order_id}/duplicate"),
+            None::<&()>,
+            Replay::Idempotent,
+        )
+        .await
+    }
+
+    /// `GET /certificate/{certificate_id}/download/format/{format}`: PEM text.
+    pub async fn download(&self, certificate_id: u64, format: &str) -> Result<String, Error> {
+        let path = format!("/certificate/{certificate_id}/download/format/{format}");
+        self.call(Method::GET, &path, None::<&()>, Replay::Idempotent)
+            .await
+    }
+
+    /// `GET /certificate/{certificate_id}/chain`.
+    pub async fn chain(&self, certificate_id: u64) -> Result<ChainResponse, Error> {
+        self.json(
+            Method::GET,
+            &format!("/certificate/{certificate_id}/chain"),
+            None::<&()>,
+            Replay::Idempotent,
+        )
+        .await
+    }
+
+    /// `GET /account`: the cheap credential check (§1).
+    pub async fn account(&self) -> Result<serde_json::Value, Error> {
+        self.json(Method::GET, "/account", None::<&()>, Replay::Idempotent)
+            .await
+    }
+
+    /// `PUT /order/certificate/{order_id}/status` with `canceled`: cancels a pending reissue.
+    pub async fn cancel_pending(&self, order_id: OrderId, note: &str) -> Result<(), Error> {
+        let body = serde_json::json!({ "status": "canceled", "note": note });
+        self.call(
+            Method::PUT,
+            &format!("/order/certificate/{order_id}/status"),
+            Some(&body),
+            Replay::Idempotent,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn json<T: DeserializeOwned, B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        replay: Replay,
+    ) -> Result<T, Error> {
+        let endpoint = format!("{method} {path}");
+        let text = self.call(method, path, body, replay).await?;
+        serde_json::from_str(&text).map_err(|e| Error::Decode {
+            endpoint,
+            detail: format!("{e}; body starts {:?}", snippet(&text)),
+        })
+    }
+
+    async fn call<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        replay: Replay,
+    ) -> Result<String, Error> {
+        let mut attempt = 0;
+        loop {
+            match self.once(method.clone(), path, body).await {
+                Ok(text) => return Ok(text),
+                Err(e) => {
+                    let repeatable = match replay {
+                        Replay::Idempotent => e.is_retryable(),
+                        Replay::Create => e.is_retryable() && !e.maybe_processed(),
+                    };
+                    attempt += 1;
+                    if !repeatable || attempt >= self.opts.attempts {
+                        return Err(e);
+                    }
+                    let wait = self.opts.retry.delay_now(attempt - 1, e.retry_after());
+                    warn!(error = %e, wait = %humantime::format_duration(round(wait)), attempt, "CertCentral call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn once<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<String, Error> {
+        let endpoint = format!("{method} {path}");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.opts.url))
+            .header("X-DC-DEVKEY", self.opts.api_key.expose())
+            .header(
+                header::ACCEPT,
+                if path.contains("/download/") {
+                    "*/*"
+                } else {
+                    "application/json"
+                },
+            );
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| Error::Transport {
+            endpoint: endpoint.clone(),
+            detail: error_chain(&e),
+            maybe_processed: !e.is_connect(),
+        })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+        let text = resp.text().await.map_err(|e| Error::Transport {
+            endpoint: endpoint.clone(),
+            detail: error_chain(&e),
+            maybe_processed: true,
+        })?;
+        debug!(%endpoint, status = status.as_u16(), "CertCentral answered");
+        if status.is_success() {
+            return Ok(text);
+        }
+        let errors = parse_errors(&text, status);
+        Err(match status {
+            StatusCode::TOO_MANY_REQUESTS => Error::RateLimited {
+                endpoint,
+                retry_after,
+                errors,
+            },
+            s if s.is_server_error() => Error::Server {
+                endpoint,
+                status: s.as_u16(),
+                retry_after,
+                errors,
+            },
+            s => Error::Api {
+                endpoint,
+                status: s.as_u16(),
+                errors,
+            },
+        })
+    }
+}
+
+/// Reads the `{"errors":[…]}` envelope; tolerates `errors` as a single object (§5).
+fn parse_errors(body: &str, status: StatusCode) -> Vec<ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Errors {
+        Many(Vec<ApiError>),
+        One(ApiError),
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Errors,
+    }
+    match serde_json::from_str::<Envelope>(body) {
+        Ok(Envelope {
+            errors: Errors::Many(v),
+        }) if !v.is_empty() => v,
+        Ok(Envelope {
+            errors: Errors::One(e),
+        }) => vec![e],
+        _ => vec![ApiError {
+            code: format!("http_{}", status.as_u16()),
+            message: match snippet(body) {
+                s if s.is_empty() => status.canonical_reason().unwrap_or("error").to_owned(),
+                s => s,
+            },
+        }],
+    }
+}
+
+fn snippet(s: &str) -> String {
+    s.chars().take(200).collect::<String>().trim().to_owned()
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// reqwest's Display hides the cause ("error sending request"); operators need it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_envelopes() {
+        let e = parse_errors(
+            r#"{"errors":[{"code":"not_found|order","message":"nope"}]}"#,
+            StatusCode::NOT_FOUND,
+        );
+        assert_eq!(e[0].base(), "not_found");
+        let e = parse_errors(
+            r#"{"errors":{"code":"x","message":"y"}}"#,
+            StatusCode::BAD_REQUEST,
+        );
+        assert_eq!(e[0].code, "x");
+        let e = parse_errors("<html>oops</html>", StatusCode::BAD_GATEWAY);
+        assert_eq!(e[0].code, "http_502");
+        assert_eq!(e[0].message, "<html>oops</html>");
+    }
+}

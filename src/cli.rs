@@ -1,0 +1,360 @@
+//! The command line: one function per command. The only module that uses `anyhow`, and the
+//! only user of `daemon`, `status`, `sandbox` and `demo`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config, ConfigError};
+use crate::model::{fmt_time, unix_now};
+use crate::renewal::{DriveOptions, Engine, Outcome};
+use crate::sandbox::{Fault, OrderSpec, Sandbox, SandboxConfig};
+use crate::{daemon, demo, status};
+
+/// Keeps DigiCert CertCentral certificates renewed: local keys, reissue or duplicate,
+/// verified atomic install, reload.
+#[derive(Debug, Parser)]
+#[command(name = "certkeeper", version, about)]
+pub struct Cli {
+    /// Configuration file [default: $CERTKEEPER_CONFIG or /etc/certkeeper/certkeeper.toml]
+    #[arg(short, long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (systemd Type=notify).
+    Run,
+    /// Validate the configuration and show what the daemon would do now, and why.
+    Check,
+    /// Show every certificate's state.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Renew the named (default: all) certificates that are due, now.
+    Renew(RenewArgs),
+    /// Serve a local CertCentral-compatible CA for tests and trials.
+    Sandbox(SandboxArgs),
+    /// Try certkeeper: a sandbox CA, a short-lived certificate, live renewals.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// Certificate names (default: all).
+    pub names: Vec<String>,
+    /// Renew even if not due.
+    #[arg(long)]
+    pub force: bool,
+    /// How long to wait for a pending request before leaving it to the daemon.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Loopback address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// An order, as ID:COMMON_NAME[,SAN…] (repeatable).
+    #[arg(long = "order", value_name = "ID:NAMES")]
+    pub orders: Vec<OrderSpec>,
+    /// A TOML file of [[order]] tables (id, common_name, dns_names, status, order_valid_till,
+    /// allow_duplicates, auto_reissue).
+    #[arg(long, value_name = "FILE")]
+    pub orders_file: Option<PathBuf>,
+    /// Lifetime of issued certificates.
+    #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+    pub validity: Duration,
+    /// Time until a request without skip_approval is approved.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub approval_delay: Duration,
+    /// Time from approval to issuance.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub issuance_delay: Duration,
+    /// Require this X-DC-DEVKEY (default: accept any non-empty key).
+    #[arg(long, env = "CERTKEEPER_SANDBOX_API_KEY")]
+    pub api_key: Option<String>,
+    /// A fault to inject, KIND[=ARG][:COUNT] (repeatable): rate-limit[=SECS], server-error[=5xx],
+    /// slow=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem,
+    /// bad-chain.
+    #[arg(long = "fault", value_name = "FAULT")]
+    pub faults: Vec<Fault>,
+    /// Write the sandbox root certificate (PEM) here.
+    #[arg(long, value_name = "FILE")]
+    pub root_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's config, state and certificates.
+    #[arg(long, default_value = "certkeeper-demo")]
+    pub dir: PathBuf,
+    /// Lifetime of the sandbox's certificates.
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    pub validity: Duration,
+    /// Renew once and exit instead of running the daemon.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// The exit status for an error: 78 for configuration, 1 otherwise.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.downcast_ref::<ConfigError>().is_some()) {
+        78
+    } else {
+        1
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let config_path = config_path(cli.config);
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run => daemon::run(&config_path, daemon::process_signals())
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Check => check(&config_path),
+            Command::Status { json } => status_cmd(&config_path, json),
+            Command::Renew(args) => renew(&config_path, args).await,
+            Command::Sandbox(args) => sandbox(args).await,
+            Command::Demo(args) => demo::run(&args.dir, args.validity, args.once).await,
+        }
+    })
+}
+
+fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("CERTKEEPER_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("CERTKEEPER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Under systemd the journal stamps every line already.
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let _ = match (format, under_journald) {
+        (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
+        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    config.certcentral.api_key(&config.path)?;
+    println!(
+        "{}: valid; {} certificate(s); CertCentral at {}",
+        path.display(),
+        config.certificates.len(),
+        config.certcentral.url
+    );
+    for row in status::rows(&config) {
+        let what = match row.state {
+            "ok" => format!(
+                "ok until {}; next check {}",
+                row.not_after.as_deref().unwrap_or("?"),
+                row.next_check.as_deref().unwrap_or("?")
+            ),
+            "due" => format!(
+                "would renew now: {}",
+                row.detail.as_deref().unwrap_or("due")
+            ),
+            "pending" => format!(
+                "would poll CertCentral: {}",
+                row.detail.as_deref().unwrap_or("pending")
+            ),
+            "renewing" => format!("would resume the renewal at step {}", row.step),
+            _ => format!(
+                "would retry from {}: {}",
+                row.next_check
+                    .as_deref()
+                    .unwrap_or("when the configuration changes"),
+                row.last_error.as_deref().unwrap_or("failed")
+            ),
+        };
+        println!(
+            "  {} (order {}, {}): {what}",
+            row.name, row.order_id, row.method
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_cmd(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let rows = status::rows(&config);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", status::table(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn renew(path: &Path, args: RenewArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    for name in &args.names {
+        if config.certificate(name).is_none() {
+            bail!("no certificate named {name:?} in {}", path.display());
+        }
+    }
+    let engine = Engine::from_config(&config)?;
+    let opts = DriveOptions {
+        force: args.force,
+        ignore_backoff: true,
+    };
+    let mut all_ok = true;
+    for cert in config
+        .certificates
+        .iter()
+        .filter(|c| args.names.is_empty() || args.names.iter().any(|n| n == c.name.as_str()))
+    {
+        let outcome = renew_one(&engine, cert, opts, args.wait).await;
+        let line = match &outcome {
+            Ok(Outcome::Renewed { serial, not_after }) => format!(
+                "renewed: serial {serial}, valid until {}",
+                fmt_time(*not_after)
+            ),
+            Ok(Outcome::NotDue { next_check }) => {
+                format!("not due (next check {})", fmt_time(*next_check))
+            }
+            Ok(Outcome::Waiting { why, .. }) => {
+                all_ok = false;
+                format!(
+                    "still waiting for {why}; the daemon or a later `certkeeper renew` will pick it up"
+                )
+            }
+            Ok(Outcome::Failed { message, .. }) => {
+                all_ok = false;
+                format!("FAILED: {message}")
+            }
+            Err(e) => {
+                all_ok = false;
+                format!("FAILED: {e}")
+            }
+        };
+        println!("{}: {line}", cert.name);
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Drives one certificate, waiting for a pending request up to `wait`.
+pub async fn renew_one(
+    engine: &Engine,
+    cert: &config::Certificate,
+    opts: DriveOptions,
+    wait: Duration,
+) -> Result<Outcome, crate::renewal::Error> {
+    let deadline = unix_now() + wait.as_secs() as i64;
+    let mut opts = opts;
+    loop {
+        let outcome = engine.drive(cert, opts).await?;
+        opts.force = false;
+        match outcome {
+            Outcome::Waiting { until, .. } if until <= deadline => {
+                let secs = (until - unix_now()).max(0) as u64;
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+            }
+            // A failure that is retried soon, within the wait: keep going.
+            Outcome::Failed { retry_at, .. }
+                if retry_at <= deadline && retry_at - unix_now() <= 60 && opts.ignore_backoff =>
+            {
+                tokio::time::sleep(Duration::from_secs((retry_at - unix_now()).max(1) as u64))
+                    .await;
+                opts.ignore_backoff = false;
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
+async fn sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
+    if !args.listen.ip().is_loopback() {
+        bail!(
+            "the sandbox listens on loopback addresses only, not {}",
+            args.listen
+        );
+    }
+    let mut orders = args.orders;
+    if let Some(file) = &args.orders_file {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            order: Vec<OrderSpec>,
+        }
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let parsed: File = toml::from_str(&text).map_err(|e| match e.span() {
+            Some(s) => ConfigError::at(file, &text, s.start, e.message().trim_end()),
+            None => ConfigError::new(file, e.message().trim_end()),
+        })?;
+        orders.extend(parsed.order);
+    }
+    if orders.is_empty() {
+        orders.push(
+            "1001:example.test,www.example.test"
+                .parse()
+                .map_err(anyhow::Error::msg)?,
+        );
+    }
+    let ids: Vec<String> = orders
+        .iter()
+        .map(|o| format!("{} ({})", o.id, o.common_name))
+        .collect();
+    let sb = Sandbox::start(
+        args.listen,
+        SandboxConfig {
+            orders,
+            validity: args.validity,
+            approval_delay: args.approval_delay,
+            issuance_delay: args.issuance_delay,
+            api_key: args.api_key,
+            faults: args.faults,
+        },
+    )
+    .await?;
+    if let Some(out) = &args.root_out {
+        std::fs::write(out, sb.root_pem())
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    println!("sandbox CertCentral API at {}", sb.url());
+    println!("orders: {}", ids.join(", "));
+    if let Some(out) = &args.root_out {
+        println!("root certificate: {}", out.display());
+    }
+    tokio::signal::ctrl_c().await?;
+    Ok(ExitCode::SUCCESS)
+}

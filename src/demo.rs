@@ -1,0 +1,152 @@
+//! `certkeeper demo`: the one-command trial. Starts the sandbox on loopback, writes a config
+//! for a short-lived certificate into a fresh folder, and runs the daemon so the user watches
+//! real renewals happen; Ctrl-C stops it cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::install::fs as ifs;
+use crate::renewal::{DriveOptions, Engine, Outcome};
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::{daemon, model::fmt_time};
+
+/// The demo's order in the sandbox.
+const ORDER_ID: u64 = 1001;
+
+/// Runs the demo in `dir` with certificates valid for `validity`.
+pub async fn run(dir: &Path, validity: Duration, once: bool) -> anyhow::Result<ExitCode> {
+    let dir = std::path::absolute(dir).context("cannot resolve the demo folder")?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir.join("certs"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let sandbox = Sandbox::start(
+        "127.0.0.1:0".parse()?,
+        SandboxConfig {
+            orders: vec![
+                format!("{ORDER_ID}:demo.example.test,www.demo.example.test")
+                    .parse()
+                    .map_err(anyhow::Error::msg)?,
+            ],
+            validity,
+            ..SandboxConfig::default()
+        },
+    )
+    .await?;
+    let root = dir.join("sandbox-root.pem");
+    std::fs::write(&root, sandbox.root_pem())?;
+    ifs::create_new(
+        &dir.join("api-key"),
+        b"demo-key\n",
+        0o600,
+        ifs::Ownership::default(),
+    )?;
+    let config_path = dir.join("certkeeper.toml");
+    std::fs::write(&config_path, config_text(&dir, &sandbox.url()))?;
+    let config = Config::load(&config_path)?;
+
+    println!("certkeeper demo");
+    println!("  sandbox CertCentral API  {}", sandbox.url());
+    println!("  configuration            {}", config_path.display());
+    println!("  certificates             {}", dir.join("certs").display());
+    println!("  sandbox root CA          {}", root.display());
+    println!(
+        "  lifetime of certificates {}",
+        humantime::format_duration(validity)
+    );
+    println!();
+
+    if once {
+        let engine = Engine::from_config(&config)?;
+        let cert = &config.certificates[0];
+        let outcome = crate::cli::renew_one(
+            &engine,
+            cert,
+            DriveOptions::default(),
+            Duration::from_secs(60),
+        )
+        .await?;
+        match outcome {
+            Outcome::Renewed { serial, not_after } => {
+                println!(
+                    "renewed {}: serial {serial}, valid until {}",
+                    cert.name,
+                    fmt_time(not_after)
+                );
+                print_inspect(&dir);
+                Ok(ExitCode::SUCCESS)
+            }
+            other => {
+                println!("the renewal did not complete: {other:?}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    } else {
+        print_inspect(&dir);
+        println!("The daemon now issues the certificate and renews it each time a third of its");
+        println!("lifetime is left. Watch the log; press Ctrl-C to stop.\n");
+        daemon::run(&config_path, daemon::process_signals()).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn print_inspect(dir: &Path) {
+    let p = |f: &str| -> PathBuf { dir.join("certs").join(f) };
+    println!("Inspect the files with openssl:");
+    println!(
+        "  openssl x509 -in {} -noout -subject -serial -dates -ext subjectAltName",
+        p("cert.pem").display()
+    );
+    println!(
+        "  openssl verify -CAfile {} -untrusted {} {}",
+        dir.join("sandbox-root.pem").display(),
+        p("chain.pem").display(),
+        p("cert.pem").display()
+    );
+    println!(
+        "  openssl pkey -in {} -pubout | openssl sha256   # equals the next line",
+        p("key.pem").display()
+    );
+    println!(
+        "  openssl x509 -in {} -noout -pubkey | openssl sha256",
+        p("cert.pem").display()
+    );
+    println!(
+        "  cargo run --release -- -c {} status",
+        dir.join("certkeeper.toml").display()
+    );
+    println!();
+}
+
+fn config_text(dir: &Path, url: &str) -> String {
+    format!(
+        r#"# Written by `certkeeper demo`: a sandbox order and one short-lived certificate.
+[certcentral]
+url = "{url}"
+api_key_file = "api-key"
+
+[daemon]
+state_dir = "state"
+jitter = "5s"
+poll_interval = "2s"
+poll_max = "30s"
+
+[[certificate]]
+name = "demo"
+order_id = {ORDER_ID}
+key_type = "ecdsa-p256"
+skip_approval = true
+cert_file = "certs/cert.pem"
+key_file = "certs/key.pem"
+chain_file = "certs/chain.pem"
+fullchain_file = "certs/fullchain.pem"
+deploy_check = ["test", "-s", "{cert}"]
+"#,
+        cert = dir.join("certs/cert.pem").display()
+    )
+}

@@ -1,0 +1,314 @@
+//! The shared vocabulary: names, ids and enums that every layer speaks.
+//!
+//! This module imports nothing from the crate. Types here are valid by construction: a
+//! [`CertName`] is always a safe file-name component, an [`ApiKey`] never prints itself.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A certificate's configured name: letters, digits, `-` and `_`; used as a file name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct CertName(String);
+
+impl CertName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for CertName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 64 {
+            return Err(format!("name {s:?} must be 1 to 64 characters long"));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!(
+                "name {s:?} contains {c:?}; use only letters, digits, '-' and '_'"
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for CertName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for CertName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A CertCentral order id.
+pub type OrderId = u64;
+
+/// How a certificate is renewed on its order (certcentral-api.md §2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Replace the order's certificate (`POST …/reissue`).
+    #[default]
+    Reissue,
+    /// An extra certificate on the order with its own key (`POST …/duplicate`).
+    Duplicate,
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Reissue => "reissue",
+            Self::Duplicate => "duplicate",
+        })
+    }
+}
+
+/// The private key algorithms public CAs accept (certcentral-api.md §7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyType {
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+}
+
+impl KeyType {
+    pub const ALL: [Self; 5] = [
+        Self::Rsa2048,
+        Self::Rsa3072,
+        Self::Rsa4096,
+        Self::EcdsaP256,
+        Self::EcdsaP384,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa3072 => "rsa-3072",
+            Self::Rsa4096 => "rsa-4096",
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+        }
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The hash CertCentral signs the certificate with (`signature_hash`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureHash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl SignatureHash {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::Sha384 => "sha384",
+            Self::Sha512 => "sha512",
+        }
+    }
+}
+
+impl fmt::Display for SignatureHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an installed file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRole {
+    /// The private key (PKCS#8 PEM).
+    Key,
+    /// The leaf certificate only.
+    Cert,
+    /// Intermediates, no root.
+    Chain,
+    /// Leaf + intermediates.
+    Fullchain,
+    /// Key + leaf + intermediates (HAProxy).
+    Combined,
+}
+
+impl FileRole {
+    /// Whether the file contains the private key.
+    pub fn is_secret(self) -> bool {
+        matches!(self, Self::Key | Self::Combined)
+    }
+
+    /// The file's name inside an installed generation.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Key => "key.pem",
+            Self::Cert => "cert.pem",
+            Self::Chain => "chain.pem",
+            Self::Fullchain => "fullchain.pem",
+            Self::Combined => "combined.pem",
+        }
+    }
+}
+
+/// The CertCentral API key. Its `Debug` and `Display` never show the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the `X-DC-DEVKEY` header and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The CertCentral API base URL: HTTPS anywhere, plain HTTP only to a loopback address
+/// (the sandbox). SPEC.md "Talking to CertCentral". Stored without a trailing `/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiUrl(String);
+
+impl ApiUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ApiUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = url::Url::parse(s).map_err(|e| format!("invalid url {s:?}: {e}"))?;
+        let loopback = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        match parsed.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => {
+                return Err(format!(
+                    "url {s:?} uses plain http://, which is allowed only for loopback addresses; use https://"
+                ));
+            }
+            other => return Err(format!("url {s:?} has scheme {other:?}; use https://")),
+        }
+        Ok(Self(s.trim_end_matches('/').to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for ApiUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Formats unix seconds as RFC 3339 UTC, for operators.
+pub fn fmt_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// The current time in unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cert_names() {
+        assert!("www".parse::<CertName>().is_ok());
+        assert!("a-b_C9".parse::<CertName>().is_ok());
+        assert!("".parse::<CertName>().is_err());
+        assert!("../etc".parse::<CertName>().is_err());
+        assert!("a b".parse::<CertName>().is_err());
+    }
+
+    #[test]
+    fn api_urls() {
+        assert!(
+            "https://www.digicert.com/services/v2"
+                .parse::<ApiUrl>()
+                .is_ok()
+        );
+        assert!(
+            "http://127.0.0.1:8080/services/v2"
+                .parse::<ApiUrl>()
+                .is_ok()
+        );
+        assert!("http://[::1]:8080/services/v2".parse::<ApiUrl>().is_ok());
+        assert!("http://localhost/services/v2".parse::<ApiUrl>().is_ok());
+        assert!("http://example.com/services/v2".parse::<ApiUrl>().is_err());
+        assert!("ftp://127.0.0.1/".parse::<ApiUrl>().is_err());
+        assert_eq!(
+            "https://x.test/v2/"
+                .parse::<ApiUrl>()
+                .map(|u| u.to_string()),
+            Ok("https://x.test/v2".into())
+        );
+    }
+
+    #[test]
+    fn api_key_is_redacted() {
+        let key = ApiKey::new("s3cret");
+        assert_eq!(format!("{key:?} {key}"), "ApiKey(<redacted>) <redacted>");
+        assert_eq!(key.expose(), "s3cret");
+    }
+}
