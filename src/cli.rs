@@ -288,14 +288,6 @@ pub async fn renew_one(
                 let secs = (until - unix_now()).max(0) as u64;
                 tokio::time::sleep(Duration::from_secs(secs)).await;
             }
-            // A failure that is retried soon, within the wait: keep going.
-            Outcome::Failed { retry_at, .. }
-                if retry_at <= deadline && retry_at - unix_now() <= 60 && opts.ignore_backoff =>
-            {
-                tokio::time::sleep(Duration::from_secs((retry_at - unix_now()).max(1) as u64))
-                    .await;
-                opts.ignore_backoff = false;
-            }
             other => return Ok(other),
         }
     }

@@ -320,20 +320,28 @@ impl Resolver<'_> {
                     format!("duplicate certificate name {:?}", name.as_str()),
                 ));
             }
-            let cert = self.certificate(rc, &daemon)?;
-            for (_, p) in cert.files.all() {
-                if let Some(other) = paths.insert(p.to_owned(), name.to_string()) {
-                    return Err(ConfigError::new(
-                        self.path,
-                        format!(
-                            "file {} is used twice (certificates {other:?} and {:?})",
-                            p.display(),
-                            name.as_str()
-                        ),
+            let spanned_files = [
+                Some(&rc.cert_file),
+                Some(&rc.key_file),
+                rc.chain_file.as_ref(),
+                rc.fullchain_file.as_ref(),
+                rc.combined_file.as_ref(),
+            ];
+            for file in spanned_files.into_iter().flatten() {
+                let path = self.abs(file.get_ref());
+                if let Some(other) = paths.insert(path.clone(), name.to_string()) {
+                    let whose = if other == name.as_str() {
+                        "this certificate".to_owned()
+                    } else {
+                        format!("certificate {other:?}")
+                    };
+                    return Err(self.err(
+                        file,
+                        format!("file already used by {whose}: {}", path.display()),
                     ));
                 }
             }
-            certificates.push(cert);
+            certificates.push(self.certificate(rc, &daemon)?);
         }
         Ok(Config {
             path: self.path.to_owned(),
@@ -376,9 +384,6 @@ impl Resolver<'_> {
             if path.file_name().is_none() {
                 return Err(self.err(spanned, "must name a file"));
             }
-        }
-        if files.cert == files.key {
-            return Err(self.err(&rc.key_file, "key_file must differ from cert_file"));
         }
         Ok(Certificate {
             name: rc.name.into_inner(),

@@ -199,7 +199,10 @@ mod tests {
             ("soon", None),
         ];
         for (input, lead_of_100_days) in cases {
-            let got = input.parse::<RenewBefore>().ok().map(|r| r.lead(100 * day).as_secs());
+            let got = input
+                .parse::<RenewBefore>()
+                .ok()
+                .map(|r| r.lead(100 * day).as_secs());
             assert_eq!(got, lead_of_100_days.map(|d| d.as_secs()), "{input}");
         }
     }

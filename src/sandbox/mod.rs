@@ -294,6 +294,17 @@ struct Cert {
     signature_hash: String,
 }
 
+impl Cert {
+    /// The leaf PEM as served: cut in half under the `truncated-pem` fault.
+    fn served_leaf(&self) -> String {
+        let mut pem = self.leaf_pem.clone();
+        if self.truncated {
+            pem.truncate(pem.len() / 2);
+        }
+        pem
+    }
+}
+
 struct NewSubmission {
     csr_pem: String,
     spki: Vec<u8>,

@@ -383,7 +383,7 @@ async fn submit(
             && let Some(c) = s.certs.get(&sub.cert_id)
         {
             answer["certificate_chain"] = json!([
-                { "subject_common_name": c.common_name, "pem": c.leaf_pem },
+                { "subject_common_name": c.common_name, "pem": c.served_leaf() },
                 { "subject_common_name": "certkeeper Sandbox TLS ICA", "pem": s.ca.intermediate_pem },
             ]);
         }
@@ -542,10 +542,16 @@ async fn download(
     let Some(c) = parse_id(&cert_id).and_then(|id| s.certs.get(&id)) else {
         return not_found("certificate");
     };
-    let mut pem = match format.as_str() {
-        "pem_all" => format!("{}{}{}", c.leaf_pem, s.ca.intermediate_pem, s.ca.root_pem),
-        "pem_noroot" => format!("{}{}", c.leaf_pem, s.ca.intermediate_pem),
-        "pem_nointermediate" => c.leaf_pem.clone(),
+    let pem = match format.as_str() {
+        "pem_all" => format!(
+            "{}{}{}",
+            c.served_leaf(),
+            s.ca.intermediate_pem,
+            s.ca.root_pem
+        ),
+        "pem_noroot" => format!("{}{}", c.served_leaf(), s.ca.intermediate_pem),
+        "pem_nointermediate" => c.served_leaf(),
+
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -554,9 +560,6 @@ async fn download(
             );
         }
     };
-    if c.truncated {
-        pem.truncate(pem.len() / 2);
-    }
     ([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response()
 }
 
@@ -567,7 +570,7 @@ async fn chain(AxState(state): AxState<Shared>, Path(cert_id): Path<String>) -> 
         return not_found("certificate");
     };
     axum::Json(json!({ "intermediates": [
-        { "subject_common_name": c.common_name, "pem": c.leaf_pem },
+        { "subject_common_name": c.common_name, "pem": c.served_leaf() },
         { "subject_common_name": "certkeeper Sandbox TLS ICA", "pem": s.ca.intermediate_pem },
     ]}))
     .into_response()

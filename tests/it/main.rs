@@ -1,0 +1,9 @@
+#![allow(unreachable_pub)]
+//! The integration tests: the real engine, daemon and binary against the real sandbox, in
+//! process on 127.0.0.1:0, checked with openssl. One crate, one module per behaviour.
+
+mod cli;
+mod common;
+mod config;
+mod fixtures;
+mod renew;

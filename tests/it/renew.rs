@@ -1,0 +1,383 @@
+//! End-to-end renewals through the engine against the sandbox.
+
+use std::time::Duration;
+
+use certkeeper::model::KeyType;
+use certkeeper::renewal::{DriveOptions, Outcome};
+use certkeeper::sandbox::{Fault, FaultKind, SandboxConfig};
+
+use crate::common::{TestEnv, openssl, path_str, serial_of};
+
+async fn renew(env: &TestEnv, name: &str, force: bool) -> Outcome {
+    let config = env.config();
+    let cert = config.certificate(name).expect("configured");
+    certkeeper::cli::renew_one(
+        &env.engine(),
+        cert,
+        DriveOptions {
+            force,
+            ignore_backoff: true,
+        },
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("drive")
+}
+
+/// With no files on disk, the certificate is issued for a key generated here, installed, and
+/// verifies with openssl; exactly one reissue was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_issuance_with_no_files() {
+    let env = TestEnv::new().await;
+    env.write_config("", &env.cert("www", ""));
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    env.assert_installed_set_valid("www");
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 1);
+    let text = String::from_utf8(env.read("certs/www/cert.pem")).expect("utf-8");
+    assert_eq!(
+        text.matches("BEGIN CERTIFICATE").count(),
+        1,
+        "cert_file holds the leaf only"
+    );
+    let full = String::from_utf8(env.read("certs/www/fullchain.pem")).expect("utf-8");
+    assert_eq!(
+        full.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "fullchain is leaf + intermediate"
+    );
+    // Nothing is due right after: a second run sends nothing.
+    let again = renew(&env, "www", false).await;
+    assert!(matches!(again, Outcome::NotDue { .. }), "{again:?}");
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 1);
+}
+
+/// A certificate inside its renewal window is renewed with a new key; one outside is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renews_an_expiring_certificate() {
+    let env = TestEnv::with(SandboxConfig {
+        validity: Duration::from_secs(3600),
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    assert!(matches!(
+        renew(&env, "www", false).await,
+        Outcome::Renewed { .. }
+    ));
+    let first_serial = serial_of(&env.path("certs/www/cert.pem"));
+    let first_key = env.read("certs/www/key.pem");
+
+    // Default policy (a third of the lifetime): a fresh one-hour certificate is not due.
+    assert!(matches!(
+        renew(&env, "www", false).await,
+        Outcome::NotDue { .. }
+    ));
+
+    // Renew when it expires within two hours: due now.
+    env.write_config("", &env.cert("www", "renew_before = \"2h\""));
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    assert_ne!(serial_of(&env.path("certs/www/cert.pem")), first_serial);
+    assert_ne!(
+        env.read("certs/www/key.pem"),
+        first_key,
+        "every renewal uses a new key"
+    );
+    env.assert_installed_set_valid("www");
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 2);
+}
+
+/// The reissue trap: while the request waits for approval, the order still shows "issued"
+/// with the old certificate. certkeeper keeps waiting, then installs the new certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_pending_reissue_waits_for_the_new_certificate() {
+    let env = TestEnv::with(SandboxConfig {
+        approval_delay: Duration::from_secs(3),
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config(
+        "",
+        &env.cert("www", "skip_approval = false")
+            .replace("skip_approval = true\n", ""),
+    );
+    let config = env.config();
+    let cert = config.certificate("www").expect("cert");
+    let engine = env.engine();
+
+    let first = engine
+        .drive(cert, DriveOptions::default())
+        .await
+        .expect("drive");
+    assert!(matches!(first, Outcome::Waiting { .. }), "{first:?}");
+    // The order looks done, but with the old certificate.
+    let order: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/order/certificate/1001", env.sandbox.url()))
+        .header("X-DC-DEVKEY", crate::common::API_KEY)
+        .send()
+        .await
+        .expect("order")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(order["status"], "issued");
+    assert!(
+        !env.path("certs/www/cert.pem").exists(),
+        "nothing installed while pending"
+    );
+
+    let outcome = certkeeper::cli::renew_one(
+        &engine,
+        cert,
+        DriveOptions::default(),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("drive");
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    env.assert_installed_set_valid("www");
+    assert_eq!(
+        env.sandbox.count("POST", "/reissue"),
+        1,
+        "waiting never sends a second request"
+    );
+}
+
+/// Every key type: the CSR sent verifies with `openssl req -verify` and carries the names,
+/// and the installed set verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_type() {
+    let env = TestEnv::new().await;
+    for (i, kt) in KeyType::ALL.into_iter().enumerate() {
+        env.write_config("", &env.cert("www", &format!("key_type = \"{kt}\"")));
+        let outcome = renew(&env, "www", true).await;
+        assert!(
+            matches!(outcome, Outcome::Renewed { .. }),
+            "{kt}: {outcome:?}"
+        );
+        env.assert_installed_set_valid("www");
+
+        let list = env.reissue_list().await;
+        let csr = list["certificates"][i]["csr"]
+            .as_str()
+            .expect("csr listed")
+            .to_owned();
+        let body: String = csr
+            .replace("-----BEGIN CERTIFICATE REQUEST-----", "")
+            .replace("-----END CERTIFICATE REQUEST-----", "");
+        let wrapped: Vec<String> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let pem = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            wrapped.join("\n")
+        );
+        let csr_path = env.path("sent.csr");
+        std::fs::write(&csr_path, pem).expect("write csr");
+        let out = openssl(&[
+            "req",
+            "-in",
+            path_str(&csr_path),
+            "-noout",
+            "-verify",
+            "-text",
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("verify OK"),
+            "{kt}: {text}"
+        );
+        assert!(
+            text.contains("DNS:example.test") && text.contains("DNS:www.example.test"),
+            "{kt}: {text}"
+        );
+        let key_text = String::from_utf8_lossy(
+            &openssl(&[
+                "pkey",
+                "-in",
+                path_str(&env.path("certs/www/key.pem")),
+                "-noout",
+                "-text",
+            ])
+            .stdout,
+        )
+        .into_owned();
+        let expect = match kt {
+            KeyType::Rsa2048 => "2048 bit",
+            KeyType::Rsa3072 => "3072 bit",
+            KeyType::Rsa4096 => "4096 bit",
+            KeyType::EcdsaP256 => "P-256",
+            KeyType::EcdsaP384 => "P-384",
+        };
+        assert!(key_text.contains(expect), "{kt}: {key_text}");
+    }
+}
+
+/// A certificate for the wrong key (and every other bad answer) is refused: nothing on disk
+/// changes, and the failure says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_certificates_never_reach_disk() {
+    let env = TestEnv::new().await;
+    env.write_config("", &env.cert("www", ""));
+    assert!(matches!(
+        renew(&env, "www", false).await,
+        Outcome::Renewed { .. }
+    ));
+    let files = ["cert.pem", "key.pem", "chain.pem", "fullchain.pem"];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| env.read(&format!("certs/www/{f}")))
+        .collect();
+
+    let cases = [
+        (FaultKind::WrongKey, "is for the new key"),
+        (FaultKind::MissingName, "does not cover www.example.test"),
+        (FaultKind::Expired, "not valid now"),
+        (FaultKind::TruncatedPem, "PEM"),
+        (FaultKind::BadChain, "chain does not verify"),
+    ];
+    for (fault, expect) in cases {
+        env.sandbox.inject(Fault::once(fault.clone()));
+        let config = env.config();
+        let cert = config.certificate("www").expect("cert");
+        let outcome = env
+            .engine()
+            .drive(
+                cert,
+                DriveOptions {
+                    force: true,
+                    ignore_backoff: true,
+                },
+            )
+            .await
+            .expect("drive");
+        match &outcome {
+            Outcome::Failed { message, .. } => {
+                assert!(message.contains(expect), "{fault:?}: {message}")
+            }
+            other => panic!("{fault:?}: expected a failure, got {other:?}"),
+        }
+        let after: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| env.read(&format!("certs/www/{f}")))
+            .collect();
+        assert_eq!(before, after, "{fault:?}: installed files changed");
+        // Reset: forget the failed attempt (a new request is allowed after a fix).
+        std::fs::remove_dir_all(env.path("state/certs/www")).expect("reset state");
+        std::fs::create_dir_all(env.path("state/certs/www")).expect("mkdir");
+        env.sandbox.set_order_status(1001, "issued");
+    }
+    env.assert_installed_set_valid("www");
+}
+
+/// CertCentral's error code and message reach the user; a bad key is not retried blindly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_show_code_and_message() {
+    let env = TestEnv::new().await;
+    env.write_config("", &env.cert("www", ""));
+    env.write_key("wrong-key", 0o600);
+    match renew(&env, "www", false).await {
+        Outcome::Failed { message, .. } => {
+            assert!(message.contains("403"), "{message}");
+            assert!(message.contains("access_denied|access_denied_invalid_key: Access denied due to access_denied_invalid_key."), "{message}");
+        }
+        other => panic!("expected failure, got {other:?}"),
+    }
+    env.write_key(crate::common::API_KEY, 0o600);
+    env.write_config(
+        "",
+        &env.cert("www", "")
+            .replace("order_id = 1001", "order_id = 999"),
+    );
+    match renew(&env, "www", false).await {
+        Outcome::Failed { message, .. } => {
+            assert!(message.contains("not_found|order"), "{message}")
+        }
+        other => panic!("expected failure, got {other:?}"),
+    }
+}
+
+/// 429 without Retry-After and 503 are retried with backoff; the renewal completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_server_errors_are_retried() {
+    let env = TestEnv::with(SandboxConfig {
+        faults: vec![
+            Fault::once(FaultKind::RateLimitAfter(1)),
+            Fault::once(FaultKind::ServerError(503)),
+        ],
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    let statuses: Vec<u16> = env.sandbox.requests().iter().map(|r| r.status).collect();
+    assert_eq!(&statuses[..2], &[429, 503], "{statuses:?}");
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 1);
+}
+
+/// The answer to the reissue is lost after CertCentral accepted it: the next run finds the
+/// request by its key in the reissue list and never sends a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answer_is_reconciled_not_resent() {
+    let env = TestEnv::with(SandboxConfig {
+        faults: vec![Fault::once(FaultKind::DropSubmitResponse)],
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    let config = env.config();
+    let cert = config.certificate("www").expect("cert");
+    let first = env
+        .engine()
+        .drive(cert, DriveOptions::default())
+        .await
+        .expect("drive");
+    assert!(matches!(first, Outcome::Failed { .. }), "{first:?}");
+    let journal =
+        std::fs::read_to_string(env.path("state/certs/www/journal.json")).expect("journal");
+    assert!(journal.contains("\"submitting\""), "{journal}");
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    assert_eq!(
+        env.sandbox.count("POST", "/reissue"),
+        1,
+        "the accepted request was not sent again"
+    );
+    env.assert_installed_set_valid("www");
+}
+
+/// Files installed by hand are adopted atomically and kept as the previous generation; a
+/// failing deploy check restores them byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_check_failure_restores_previous_files() {
+    let env = TestEnv::new().await;
+    env.write_config("", &env.cert("www", ""));
+    assert!(matches!(
+        renew(&env, "www", false).await,
+        Outcome::Renewed { .. }
+    ));
+    let before = env.read("certs/www/cert.pem");
+    env.write_config("", &env.cert("www", "deploy_check = [\"false\"]"));
+    match renew(&env, "www", true).await {
+        Outcome::Failed { message, .. } => {
+            assert!(message.contains("deploy_check failed"), "{message}")
+        }
+        other => panic!("expected failure, got {other:?}"),
+    }
+    assert_eq!(env.read("certs/www/cert.pem"), before);
+    env.assert_installed_set_valid("www");
+    // The issued certificate is kept: fixing the check installs it without a new request.
+    env.write_config("", &env.cert("www", "deploy_check = [\"true\"]"));
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    assert_ne!(env.read("certs/www/cert.pem"), before);
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 2);
+}
