@@ -10,6 +10,7 @@ pub mod demo;
 pub mod hooks;
 pub mod install;
 pub mod model;
+pub mod probe;
 pub mod renewal;
 pub mod sandbox;
 pub mod scheduler;

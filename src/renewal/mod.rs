@@ -215,6 +215,13 @@ impl Engine {
         loop {
             let now = unix_now();
             let step = j.step.clone();
+            if matches!(
+                step,
+                Step::KeyReady { .. } | Step::Submitting { .. } | Step::Issued { .. }
+            ) && let Some(backoff) = self.in_backoff(cert, &j, now, opts)
+            {
+                return Ok(backoff);
+            }
             let result = match step {
                 Step::Idle => {
                     if let Some(ended) = &j.order_ended {
@@ -239,25 +246,15 @@ impl Engine {
                             });
                         }
                     };
-                    if let Some(retry_at) = self.in_backoff(&j, now, opts) {
+                    if let Some(retry_at) = self.in_backoff(cert, &j, now, opts) {
                         return Ok(retry_at);
                     }
                     force = false;
                     info!(cert = %cert.name, order_id = cert.order_id, %reason, "renewal due; starting");
                     self.start(cert, &store, reason, now).await
                 }
-                Step::KeyReady { attempt } => {
-                    if let Some(retry_at) = self.in_backoff(&j, now, opts) {
-                        return Ok(retry_at);
-                    }
-                    self.submit(cert, &store, &mut j, attempt).await
-                }
-                Step::Submitting { attempt, .. } => {
-                    if let Some(retry_at) = self.in_backoff(&j, now, opts) {
-                        return Ok(retry_at);
-                    }
-                    self.reconcile(cert, &store, attempt).await
-                }
+                Step::KeyReady { attempt } => self.submit(cert, &store, &mut j, attempt).await,
+                Step::Submitting { attempt, .. } => self.reconcile(cert, &store, attempt).await,
                 Step::Pending { next_poll, .. } if next_poll > now => {
                     return Ok(Outcome::Waiting {
                         until: next_poll,
@@ -284,11 +281,7 @@ impl Engine {
                     )
                     .await
                 }
-                Step::Issued { .. } if self.in_backoff(&j, now, opts).is_some() => {
-                    return Ok(self
-                        .in_backoff(&j, now, opts)
-                        .unwrap_or(Outcome::NotDue { next_check: now }));
-                }
+
                 Step::Issued {
                     attempt,
                     certificate_id,
@@ -353,13 +346,23 @@ impl Engine {
         }
     }
 
-    /// While a failure's backoff runs, the outcome to report.
-    fn in_backoff(&self, j: &Journal, now: i64, opts: DriveOptions) -> Option<Outcome> {
+    /// While a failure's backoff runs, the outcome to report. A changed configuration skips
+    /// the backoff: the operator fixed something.
+    fn in_backoff(
+        &self,
+        cert: &Certificate,
+        j: &Journal,
+        now: i64,
+        opts: DriveOptions,
+    ) -> Option<Outcome> {
+        let same_config = j.config_fingerprint.as_deref() == Some(fingerprint(cert).as_str());
         match (j.retry_at, &j.last_error) {
-            (Some(at), Some(e)) if at > now && !opts.ignore_backoff => Some(Outcome::Failed {
-                message: e.message.clone(),
-                retry_at: at,
-            }),
+            (Some(at), Some(e)) if at > now && !opts.ignore_backoff && same_config => {
+                Some(Outcome::Failed {
+                    message: e.message.clone(),
+                    retry_at: at,
+                })
+            }
             _ => None,
         }
     }
@@ -404,9 +407,9 @@ impl Engine {
         let mut retry_at = now + delay.as_secs().max(1) as i64;
         if let Error::OrderEnded { .. } = f.error {
             j.order_ended = Some(message.clone());
-            j.config_fingerprint = Some(fingerprint(cert));
             retry_at = i64::MAX;
         }
+        j.config_fingerprint = Some(fingerprint(cert));
         j.last_error = Some(LastError {
             at: now,
             step: j.step.name().to_owned(),
@@ -945,25 +948,7 @@ impl Engine {
         previous: Option<String>,
     ) -> Result<(), Failure> {
         let env = hook_env(cert, &serial, not_after);
-        let mut result = Ok(());
-        for (what, argv) in [
-            ("deploy_check", &cert.deploy_check),
-            ("reload", &cert.reload),
-        ] {
-            let Some(argv) = argv else { continue };
-            info!(cert = %cert.name, order_id = cert.order_id, hook = what, command = %argv, "running hook");
-            match hooks::run(argv.as_slice(), &env, cert.hook_timeout).await {
-                Ok(out) if out.output.trim().is_empty() => {}
-                Ok(out) => {
-                    info!(cert = %cert.name, hook = what, output = %out.output.trim(), "hook output")
-                }
-                Err(e) => {
-                    result = Err(Error::Hook(format!("{what} failed: {e}")));
-                    break;
-                }
-            }
-        }
-        if let Err(e) = result {
+        if let Err(e) = self.put_in_use(cert, &attempt, &env).await {
             let live = self.live(cert);
             warn!(cert = %cert.name, order_id = cert.order_id, error = %e, previous = previous.as_deref().unwrap_or("none"), "deployment failed; restoring the previous files");
             if let Err(re) = live.restore(previous.as_deref(), &cert.files.all()) {
@@ -1005,7 +990,58 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Runs `deploy_check` and `reload`, then checks `verify_endpoint`: the renewal is done
+    /// only when the service is known to use the new certificate, where that can be checked.
+    async fn put_in_use(
+        &self,
+        cert: &Certificate,
+        attempt: &Attempt,
+        env: &[(String, String)],
+    ) -> Result<(), Error> {
+        for (what, argv) in [
+            ("deploy_check", &cert.deploy_check),
+            ("reload", &cert.reload),
+        ] {
+            let Some(argv) = argv else { continue };
+            info!(cert = %cert.name, order_id = cert.order_id, hook = what, command = %argv, "running hook");
+            match hooks::run(argv.as_slice(), env, cert.hook_timeout).await {
+                Ok(out) if out.output.trim().is_empty() => {}
+                Ok(out) => {
+                    info!(cert = %cert.name, hook = what, output = %out.output.trim(), "hook output")
+                }
+                Err(e) => return Err(Error::Hook(format!("{what} failed: {e}"))),
+            }
+        }
+        let Some(endpoint) = &cert.verify_endpoint else {
+            return Ok(());
+        };
+        let installed = std::fs::read_to_string(&cert.files.cert)
+            .map_err(|e| Error::Other(format!("cannot read {}: {e}", cert.files.cert.display())))?;
+        let leaf = CertFacts::from_pem(&installed)?;
+        let sni = server_name(&attempt.order);
+        info!(cert = %cert.name, order_id = cert.order_id, %endpoint, %sni, "waiting for the server to present the new certificate");
+        let patience = cert.hook_timeout.min(Duration::from_secs(15));
+        crate::probe::wait_for_leaf(&endpoint.host, endpoint.port, &sni, &leaf.der, patience)
+            .await
+            .map_err(|e| Error::Hook(format!("verify_endpoint failed: {e}")))?;
+        info!(cert = %cert.name, order_id = cert.order_id, %endpoint, serial = %leaf.serial, "the server presents the new certificate");
+        Ok(())
+    }
+}
+
+/// The SNI for `verify_endpoint`: the common name, or for a wildcard the first plain name.
+fn server_name(order: &OrderSnapshot) -> String {
+    order
+        .names
+        .iter()
+        .find(|n| !n.starts_with("*."))
+        .cloned()
+        .unwrap_or_else(|| order.common_name.replacen("*.", "www.", 1))
+}
+
 /// What a pending step waits for, for logs and `status`.
+
 pub fn waiting_for(step: &Step) -> String {
     match step {
         Step::Pending {
@@ -1069,11 +1105,13 @@ fn parse_day(s: &str) -> Option<i64> {
     Some(d.midnight().assume_utc().unix_timestamp() + 86_399)
 }
 
-/// Identifies a certificate's configuration, so an "order ended" verdict is cleared when the
-/// operator changes it.
+/// Identifies a certificate's configuration, so that a backoff or an "order ended" verdict is
+/// set aside when the operator changes it (FNV-1a of its full description).
 fn fingerprint(cert: &Certificate) -> String {
-    format!(
-        "{}|{}|{:?}|{:?}",
-        cert.order_id, cert.method, cert.common_name, cert.dns_names
-    )
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{cert:?}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }

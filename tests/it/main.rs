@@ -5,5 +5,6 @@
 mod cli;
 mod common;
 mod config;
+mod deploy;
 mod fixtures;
 mod renew;

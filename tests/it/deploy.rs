@@ -1,0 +1,383 @@
+//! Safe deployment with a real nginx (installed by .ci/run): reload and verify, rollback when
+//! a check fails, permissions, symlink safety, and what hooks see.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{API_KEY, TestEnv, path_str, serial_of};
+
+/// A private nginx: own prefix and config, 127.0.0.1 on a free port, master in the foreground.
+struct Nginx {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: PathBuf, fullchain: &Path, key: &Path) -> Self {
+        let nginx = Path::new("/usr/sbin/nginx");
+        assert!(
+            nginx.exists(),
+            "nginx is not installed: run ./.ci/run, which installs it from Debian's packages"
+        );
+        std::fs::create_dir_all(&dir).expect("nginx dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             server {{\n  listen 127.0.0.1:{port} ssl;\n  server_name example.test;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  location / {{ return 200 \"ok\\n\"; }}\n }}\n}}\n",
+            fullchain.display(),
+            key.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
+        let mut me = Self {
+            child: Command::new(nginx)
+                .args(Self::base_args(&dir))
+                .args(["-g", "daemon off;"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("nginx starts"),
+            dir,
+            port,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!(
+                    "nginx exited ({status}): {}",
+                    std::fs::read_to_string(me.dir.join("error.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nginx did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me
+    }
+
+    fn base_args(dir: &Path) -> Vec<String> {
+        [
+            "-p",
+            path_str(dir),
+            "-c",
+            path_str(&dir.join("nginx.conf")),
+            "-e",
+            path_str(&dir.join("error.log")),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    /// A TOML argv for an nginx command on this instance.
+    fn toml_argv(&self, extra: &[&str]) -> String {
+        let mut v = vec!["/usr/sbin/nginx".to_owned()];
+        v.extend(Self::base_args(&self.dir));
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        format!(
+            "[{}]",
+            v.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
+    /// The serial nginx serves, as `openssl s_client` sees it (independent of certkeeper).
+    fn served_serial(&self) -> String {
+        let s_client = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{}", self.port),
+                "-servername",
+                "example.test",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("s_client");
+        let x509 = Command::new("openssl")
+            .args(["x509", "-noout", "-serial"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(&s_client.stdout)?;
+                c.wait_with_output()
+            })
+            .expect("x509");
+        String::from_utf8_lossy(&x509.stdout)
+            .trim()
+            .trim_start_matches("serial=")
+            .to_owned()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn certkeeper(env: &TestEnv, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["-c", path_str(&env.path("certkeeper.toml"))])
+        .args(args)
+        .env_remove("CERTKEEPER_API_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .await
+        .expect("certkeeper runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn snapshot(env: &TestEnv) -> Vec<Vec<u8>> {
+    ["cert.pem", "key.pem", "chain.pem", "fullchain.pem"]
+        .iter()
+        .map(|f| env.read(&format!("certs/www/{f}")))
+        .collect()
+}
+
+/// A renewal with nginx reload and verify_endpoint ends with nginx serving the new serial; a
+/// failing deploy_check, or a reload that does not take, leaves nginx on the old certificate
+/// and the files byte-identical, and `status` reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_reload_verify_and_rollback() {
+    let env = TestEnv::new().await;
+    env.write_config("", &env.cert("www", ""));
+    let out = certkeeper(&env, &["renew"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let nginx = Nginx::start(
+        env.path("nginx"),
+        &env.path("certs/www/fullchain.pem"),
+        &env.path("certs/www/key.pem"),
+    );
+    let first = serial_of(&env.path("certs/www/cert.pem"));
+    assert_eq!(nginx.served_serial(), first);
+
+    let hooks = format!(
+        "deploy_check = {}\nreload = {}\nverify_endpoint = \"127.0.0.1:{}\"\nhook_timeout = \"10s\"",
+        nginx.toml_argv(&["-t", "-q"]),
+        nginx.toml_argv(&["-s", "reload"]),
+        nginx.port
+    );
+    env.write_config("", &env.cert("www", &hooks));
+    let out = certkeeper(&env, &["renew", "--force"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let second = serial_of(&env.path("certs/www/cert.pem"));
+    assert_ne!(second, first);
+    assert_eq!(
+        nginx.served_serial(),
+        second,
+        "nginx serves the new certificate"
+    );
+    env.assert_installed_set_valid("www");
+
+    // A failing deploy check: rolled back, nginx untouched, files identical.
+    let before = snapshot(&env);
+    let failing = hooks.replace(
+        &nginx.toml_argv(&["-t", "-q"]),
+        "[\"sh\", \"-c\", \"echo config broken >&2; exit 1\"]",
+    );
+    env.write_config("", &env.cert("www", &failing));
+    let out = certkeeper(&env, &["renew", "--force"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("deploy_check failed: sh exited with exit status: 1; output: config broken"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        snapshot(&env),
+        before,
+        "files are byte-identical after the rollback"
+    );
+    assert_eq!(
+        nginx.served_serial(),
+        second,
+        "nginx still serves the previous certificate"
+    );
+    let status = certkeeper(&env, &["status", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(rows[0]["state"], "failed");
+    assert!(
+        rows[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("deploy_check failed")),
+        "{rows}"
+    );
+
+    // A reload that does not take: verify_endpoint sees the old leaf and rolls back.
+    let no_reload = hooks
+        .replace(&nginx.toml_argv(&["-s", "reload"]), "[\"true\"]")
+        .replace("hook_timeout = \"10s\"", "hook_timeout = \"2s\"");
+    env.write_config("", &env.cert("www", &no_reload));
+    let out = certkeeper(&env, &["renew", "--force"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("verify_endpoint failed")
+            && text(&out).contains(&format!(
+                "still presents another certificate (serial {second})"
+            )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(snapshot(&env), before);
+    assert_eq!(nginx.served_serial(), second);
+
+    // Fixed: the kept certificate is installed without a new request.
+    let posts = env.sandbox.count("POST", "/reissue");
+    env.write_config("", &env.cert("www", &hooks));
+    let out = certkeeper(&env, &["renew"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        env.sandbox.count("POST", "/reissue"),
+        posts,
+        "the retry reused the issued certificate"
+    );
+    let third = serial_of(&env.path("certs/www/cert.pem"));
+    assert_ne!(third, second);
+    assert_eq!(nginx.served_serial(), third);
+}
+
+/// Owner, group and modes apply; keys are never readable by others; missing folders are
+/// created (a key's 0700); a symlink at a target is replaced, never written through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_and_symlinks() {
+    let env = TestEnv::new().await;
+    std::fs::create_dir_all(env.path("elsewhere")).expect("dir");
+    std::fs::write(env.path("elsewhere/victim"), b"do not touch").expect("victim");
+    std::fs::create_dir_all(env.path("certs/www")).expect("dir");
+    std::os::unix::fs::symlink(env.path("elsewhere/victim"), env.path("certs/www/cert.pem"))
+        .expect("symlink");
+    let extra = "group = \"nogroup\"\nkey_mode = \"0640\"\ncert_mode = \"0640\"\nkey_file = \"private/deep/www.key\"";
+    let cert = env
+        .cert("www", extra)
+        .replace("key_file = \"certs/www/key.pem\"\n", "");
+    env.write_config("", &cert);
+    let out = certkeeper(&env, &["renew"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    assert_eq!(
+        std::fs::read(env.path("elsewhere/victim")).expect("victim"),
+        b"do not touch"
+    );
+    let nogroup = nix::unistd::Group::from_name("nogroup")
+        .expect("lookup")
+        .expect("nogroup exists")
+        .gid
+        .as_raw();
+    for (file, mode) in [
+        ("private/deep/www.key", 0o640),
+        ("certs/www/cert.pem", 0o640),
+        ("certs/www/chain.pem", 0o640),
+    ] {
+        let meta = std::fs::metadata(env.path(file)).expect("installed");
+        assert_eq!(meta.mode() & 0o777, mode, "{file}");
+        assert_eq!(meta.gid(), nogroup, "{file}");
+    }
+    let key_dir = std::fs::metadata(env.path("private/deep")).expect("dir");
+    assert_eq!(
+        key_dir.mode() & 0o777,
+        0o700,
+        "a missing key folder is created 0700"
+    );
+    // The pending key in the state directory was 0600 and is gone after the install.
+    assert!(!env.path("state/certs/www/key.pem").exists());
+    assert_eq!(
+        std::fs::metadata(env.path("state/certs/www"))
+            .expect("state")
+            .mode()
+            & 0o777,
+        0o700
+    );
+}
+
+/// Hooks run without a shell and see only PATH and the CERTKEEPER_* variables: never the API
+/// key, even when it came from the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_see_only_their_variables() {
+    let env = TestEnv::new().await;
+    let dump = env.path("hook-env.txt");
+    let cert = env.cert(
+        "www",
+        &format!("reload = [\"sh\", \"-c\", \"env > {}\"]", dump.display()),
+    );
+    env.write_config("", &cert);
+    let cfg = std::fs::read_to_string(env.path("certkeeper.toml"))
+        .expect("cfg")
+        .replace("api_key_file = \"api-key\"\n", "");
+    std::fs::write(env.path("certkeeper.toml"), cfg).expect("cfg");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["-c", path_str(&env.path("certkeeper.toml")), "renew"])
+        .env("CERTKEEPER_API_KEY", API_KEY)
+        .env("SOME_SECRET", "leak")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let seen = std::fs::read_to_string(&dump).expect("hook ran");
+    assert!(!seen.contains(API_KEY) && !seen.contains("leak"), "{seen}");
+    let mut names: Vec<&str> = seen
+        .lines()
+        .filter_map(|l| l.split('=').next())
+        .filter(|n| *n != "PWD" && *n != "SHLVL" && *n != "_")
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "CERTKEEPER_CERT_FILE",
+            "CERTKEEPER_CHAIN_FILE",
+            "CERTKEEPER_FULLCHAIN_FILE",
+            "CERTKEEPER_KEY_FILE",
+            "CERTKEEPER_NAME",
+            "CERTKEEPER_NOT_AFTER",
+            "CERTKEEPER_SERIAL",
+            "PATH"
+        ]
+    );
+    let serial = serial_of(&env.path("certs/www/cert.pem"));
+    assert!(
+        seen.contains(&format!("CERTKEEPER_SERIAL={serial}")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!(
+            "CERTKEEPER_CERT_FILE={}",
+            env.path("certs/www/cert.pem").display()
+        )),
+        "{seen}"
+    );
+}
