@@ -1041,7 +1041,6 @@ fn server_name(order: &OrderSnapshot) -> String {
 }
 
 /// What a pending step waits for, for logs and `status`.
-
 pub fn waiting_for(step: &Step) -> String {
     match step {
         Step::Pending {
