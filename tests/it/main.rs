@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod config;
+mod daemon;
 mod deploy;
 mod fixtures;
 mod renew;

@@ -1,0 +1,300 @@
+//! The daemon as users run it: the real binary as a child process, systemd readiness on a
+//! Unix datagram socket, real signals, file watching, and SIGKILL at many moments.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use certkeeper::crypto::{CertFacts, key_spki};
+use certkeeper::sandbox::SandboxConfig;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+
+use crate::common::{TestEnv, path_str, serial_of};
+
+/// A running `certkeeper run` with its notifications and log.
+struct Daemon {
+    child: tokio::process::Child,
+    notes: Arc<Mutex<Vec<String>>>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    async fn start(env: &TestEnv) -> Self {
+        let socket_path = env.path("notify.sock");
+        let _ = std::fs::remove_file(&socket_path);
+        let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+        let notes = Arc::new(Mutex::new(Vec::new()));
+        let sink = notes.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf).await {
+                sink.lock()
+                    .expect("notes")
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+            .args(["-c", path_str(&env.path("certkeeper.toml")), "run"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("CERTKEEPER_LOG", "info")
+            .env_remove("CERTKEEPER_API_KEY")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("daemon starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("log")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self { child, notes, log }
+    }
+
+    fn signal(&self, sig: Signal) {
+        let pid = self.child.id().expect("running") as i32;
+        kill(Pid::from_raw(pid), sig).expect("signal");
+    }
+
+    fn notes(&self) -> String {
+        self.notes.lock().expect("notes").join("\n")
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+}
+
+async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn serial(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| CertFacts::from_pem(&t).ok())
+        .map(|f| f.serial)
+}
+
+/// READY after the config is loaded; SIGHUP with a bad file keeps the old config, with a good
+/// one applies the diff; SIGUSR1 re-checks what changed unseen; a file removed by a person is
+/// noticed within seconds; SIGTERM stops cleanly with STOPPING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_readiness_and_file_watch() {
+    let env = TestEnv::new().await;
+    let daemon_cfg = "check_interval = \"1h\"";
+    env.write_config(daemon_cfg, &env.cert("www", ""));
+    let mut d = Daemon::start(&env).await;
+    let www = env.path("certs/www/cert.pem");
+    eventually("READY=1", Duration::from_secs(10), || {
+        d.notes().contains("READY=1")
+    })
+    .await;
+    assert!(d.notes().contains("STATUS=1 certificates"), "{}", d.notes());
+    eventually("first issuance", Duration::from_secs(15), || {
+        serial(&www).is_some()
+    })
+    .await;
+    let first = serial(&www).expect("serial");
+
+    // SIGHUP with a broken file: logged, ignored, still running.
+    std::fs::write(env.path("certkeeper.toml"), "[daemon]\nconcurrency = 0\n")
+        .expect("break config");
+    d.signal(Signal::SIGHUP);
+    eventually("rejection logged", Duration::from_secs(10), || {
+        d.log()
+            .contains("the new configuration is invalid; keeping the old one")
+    })
+    .await;
+    assert!(
+        d.log().contains("concurrency must be at least 1"),
+        "{}",
+        d.log()
+    );
+    assert!(d.child.try_wait().expect("wait").is_none(), "still running");
+    assert!(d.notes().contains("RELOADING=1"), "{}", d.notes());
+
+    // SIGHUP with a good file adding a certificate.
+    env.write_config(
+        daemon_cfg,
+        &format!("{}\n{}", env.cert("www", ""), env.cert("api", "")),
+    );
+    d.signal(Signal::SIGHUP);
+    eventually("added certificate issued", Duration::from_secs(15), || {
+        serial(&env.path("certs/api/cert.pem")).is_some()
+    })
+    .await;
+    assert!(
+        d.log()
+            .contains("configuration reloaded added=1 changed=0 removed=0"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        serial(&www).as_deref(),
+        Some(first.as_str()),
+        "unchanged certificates are left alone"
+    );
+
+    // A change the watch cannot see (inside the state directory): SIGUSR1 finds it.
+    let root = std::fs::read_to_string(env.path("root.pem")).expect("root");
+    let live_cert = env.path("state/live/www/current/cert.pem");
+    std::fs::remove_file(&live_cert).expect("rm");
+    std::fs::write(&live_cert, root).expect("foreign cert");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.signal(Signal::SIGUSR1);
+    let root_serial = serial(&env.path("root.pem")).expect("root serial");
+    eventually("renewal after SIGUSR1", Duration::from_secs(15), || {
+        serial(&www).is_some_and(|s| s != first && s != root_serial)
+    })
+    .await;
+
+    assert!(d.log().contains("checking every certificate now"));
+    assert!(
+        d.log()
+            .contains("key_file does not hold the certificate's key"),
+        "{}",
+        d.log()
+    );
+    let second = serial(&www).expect("serial");
+
+    // A person removes the certificate: noticed through the file watch within seconds.
+    std::fs::remove_file(&www).expect("rm cert");
+    eventually("reissue after removal", Duration::from_secs(15), || {
+        serial(&www).is_some_and(|s| s != second)
+    })
+    .await;
+    assert!(d.log().contains("files changed on disk"), "{}", d.log());
+    env.assert_installed_set_valid("www");
+
+    // SIGTERM: a clean, quick stop.
+    let started = Instant::now();
+    d.signal(Signal::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(10), d.child.wait())
+        .await
+        .expect("stops within 10 s")
+        .expect("status");
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(d.notes().contains("STOPPING=1"), "{}", d.notes());
+}
+
+/// Crash safety: `renew --force` is killed with SIGKILL at many moments of a renewal (the
+/// sandbox delays issuance so that every step is hit), then `renew` resumes it. Throughout,
+/// a reader of key_file and cert_file always sees a matching, complete set; each accepted
+/// reissue leads to exactly one installed certificate; no request is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_any_moment_loses_nothing() {
+    let env = TestEnv::with(SandboxConfig {
+        issuance_delay: Duration::from_millis(300),
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+
+    let cfg = env.path("certkeeper.toml");
+    let run = |args: &'static [&'static str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+            .args(["-c", path_str(&cfg)])
+            .args(args)
+            .env("CERTKEEPER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn")
+    };
+    assert!(run(&["renew"]).wait().await.expect("first").success());
+
+    // The reader: key and certificate must always match and always parse.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (key_path, cert_path) = (
+        env.path("certs/www/key.pem"),
+        env.path("certs/www/cert.pem"),
+    );
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || sample(&key_path, &cert_path, &stop))
+    };
+
+    let mut serials = vec![serial_of(&env.path("certs/www/cert.pem"))];
+    for i in 0..16u64 {
+        let posts_before = env.sandbox.count("POST", "/reissue");
+        let mut victim = run(&["renew", "--force"]);
+        tokio::time::sleep(Duration::from_millis(i * 45)).await;
+        let _ = victim.start_kill();
+        let _ = victim.wait().await;
+        let resumed = run(&["renew"]).wait().await.expect("resume");
+        assert!(
+            resumed.success(),
+            "iteration {i}: the resumed renewal failed"
+        );
+        let posts = env.sandbox.count("POST", "/reissue") - posts_before;
+        let now = serial_of(&env.path("certs/www/cert.pem"));
+        let journal =
+            std::fs::read_to_string(env.path("state/certs/www/journal.json")).expect("journal");
+        assert!(
+            journal.contains("\"step\": \"idle\""),
+            "iteration {i}: {journal}"
+        );
+        match posts {
+            0 => assert_eq!(
+                &now,
+                serials.last().expect("serial"),
+                "iteration {i}: changed without a request"
+            ),
+            1 => {
+                assert!(
+                    !serials.contains(&now),
+                    "iteration {i}: an accepted reissue was not installed"
+                );
+                serials.push(now);
+            }
+            n => panic!("iteration {i}: {n} reissues sent for one renewal"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = reader.join().expect("reader");
+    assert!(samples > 100, "the reader sampled {samples} times");
+    assert!(
+        serials.len() >= 8,
+        "most kills should land after the request: {} renewals",
+        serials.len() - 1
+    );
+    env.assert_installed_set_valid("www");
+}
+
+/// Reads key and certificate in a loop; panics on a half-written file or a mismatch.
+fn sample(key: &PathBuf, cert: &PathBuf, stop: &std::sync::atomic::AtomicBool) -> usize {
+    let mut samples = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let k1 = std::fs::read_to_string(key).expect("key_file always exists");
+        let c = std::fs::read_to_string(cert).expect("cert_file always exists");
+        let k2 = std::fs::read_to_string(key).expect("key_file always exists");
+        let spki = key_spki(&k1).expect("key_file is never half-written");
+        let facts = CertFacts::from_pem(&c).expect("cert_file is never half-written");
+        if k1 == k2 {
+            // No switch happened between the reads: they come from one generation.
+            assert_eq!(spki, facts.spki, "key_file and cert_file do not match");
+            samples += 1;
+        }
+    }
+    samples
+}
