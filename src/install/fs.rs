@@ -62,9 +62,20 @@ pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
     fsync_dir(parent(link))
 }
 
-/// Creates `dir` and missing parents with `mode` (existing folders are left as they are).
+/// Creates `dir` and missing parents with exactly `mode`, whatever the umask (existing folders
+/// are left as they are).
 pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(mode).create(dir)
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dirs(p, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(mode)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {

@@ -98,10 +98,14 @@ impl Store {
         self.dir.join("journal.json")
     }
 
-    /// Creates the folder (0700: it holds private keys), its parents 0755.
+    /// Creates the folder and `STATE/certs` (0700: they hold private keys); `STATE` itself is
+    /// 0755 so that services can follow the certificate links into `STATE/live`.
     pub fn ensure(&self) -> Result<(), Error> {
         if let Some(certs) = self.dir.parent() {
-            ifs::create_dirs(certs, 0o755).map_err(err("create", certs))?;
+            if let Some(state) = certs.parent() {
+                ifs::create_dirs(state, 0o755).map_err(err("create", state))?;
+            }
+            ifs::create_dirs(certs, 0o700).map_err(err("create", certs))?;
         }
         ifs::create_dirs(&self.dir, 0o700).map_err(err("create", &self.dir))
     }

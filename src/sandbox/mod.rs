@@ -391,7 +391,7 @@ impl State {
             spki_der: &spki,
             common_name: &cn,
             dns_names: &names,
-            not_before: now - Duration::from_secs(60),
+            not_before: now - Duration::from_secs(5),
             not_after: now + self.cfg.validity,
             rogue: false,
         })?;
@@ -403,7 +403,7 @@ impl State {
                 leaf_pem: leaf.pem,
                 common_name: cn.clone(),
                 dns_names: names.clone(),
-                not_before: now - Duration::from_secs(60),
+                not_before: now - Duration::from_secs(5),
                 not_after: now + self.cfg.validity,
                 created: now,
                 csr: String::new(),
@@ -555,7 +555,7 @@ impl State {
                     }),
                 SubmitKind::Reissue => now + self.cfg.validity,
             };
-            (now - Duration::from_secs(60), end)
+            (now - Duration::from_secs(5), end)
         };
         let leaf = self.ca.issue(&LeafSpec {
             spki_der: spki,

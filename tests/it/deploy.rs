@@ -285,8 +285,33 @@ async fn permissions_and_symlinks() {
         .cert("www", extra)
         .replace("key_file = \"certs/www/key.pem\"\n", "");
     env.write_config("", &cert);
-    let out = certkeeper(&env, &["renew"]).await;
+    // The unit runs with UMask=0077: modes must not depend on the umask.
+    let out = tokio::process::Command::new("sh")
+        .args([
+            "-c",
+            "umask 077 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_certkeeper"),
+            "-c",
+            path_str(&env.path("certkeeper.toml")),
+            "renew",
+        ])
+        .env_remove("CERTKEEPER_API_KEY")
+        .output()
+        .await
+        .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for (dir, mode) in [
+        ("state", 0o755),
+        ("state/live", 0o755),
+        ("state/live/www", 0o755),
+        ("state/certs", 0o700),
+    ] {
+        assert_eq!(
+            std::fs::metadata(env.path(dir)).expect(dir).mode() & 0o777,
+            mode,
+            "{dir}"
+        );
+    }
 
     assert_eq!(
         std::fs::read(env.path("elsewhere/victim")).expect("victim"),
