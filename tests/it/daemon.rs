@@ -39,6 +39,7 @@ impl Daemon {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
             .args(["-c", path_str(&env.path("certkeeper.toml")), "run"])
             .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
             .env("CERTKEEPER_LOG", "info")
             .env_remove("CERTKEEPER_API_KEY")
             .env_remove("JOURNAL_STREAM")
@@ -108,6 +109,11 @@ async fn signals_readiness_and_file_watch() {
     })
     .await;
     assert!(d.notes().contains("STATUS=1 certificates"), "{}", d.notes());
+    eventually("WATCHDOG=1", Duration::from_secs(5), || {
+        d.notes().contains("WATCHDOG=1")
+    })
+    .await;
+
     eventually("first issuance", Duration::from_secs(15), || {
         serial(&www).is_some()
     })
@@ -297,4 +303,92 @@ fn sample(key: &PathBuf, cert: &PathBuf, stop: &std::sync::atomic::AtomicBool) -
         }
     }
     samples
+}
+
+/// A certificate that keeps failing never delays the others, with `concurrency = 1`; logs in
+/// JSON carry the certificate name and order id as fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_isolated_and_logs_are_structured() {
+    let env = TestEnv::new().await;
+    let bad = env
+        .cert("bad", "")
+        .replace("order_id = 1001", "order_id = 4242");
+    env.write_config(
+        "concurrency = 1",
+        &format!("{bad}\n{}\n{}", env.cert("one", ""), env.cert("two", "")),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args([
+            "-c",
+            path_str(&env.path("certkeeper.toml")),
+            "--log-format",
+            "json",
+            "run",
+        ])
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("daemon");
+    eventually("both good certificates", Duration::from_secs(20), || {
+        serial(&env.path("certs/one/cert.pem")).is_some()
+            && serial(&env.path("certs/two/cert.pem")).is_some()
+    })
+    .await;
+    kill(
+        Pid::from_raw(child.id().expect("pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("term");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .await
+        .expect("log");
+    assert!(child.wait().await.expect("exit").success());
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let failed = lines
+        .iter()
+        .find(|l| l["cert"] == "bad" && l["level"] == "ERROR")
+        .expect("the failure is logged");
+    assert_eq!(failed["order_id"], 4242);
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not_found|order")),
+        "{failed}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["cert"] == "two" && l["message"] == "renewal complete"),
+        "{log}"
+    );
+    let status: serde_json::Value = serde_json::from_slice(
+        &std::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+            .args([
+                "-c",
+                path_str(&env.path("certkeeper.toml")),
+                "status",
+                "--json",
+            ])
+            .output()
+            .expect("status")
+            .stdout,
+    )
+    .expect("json");
+    let states: Vec<&str> = status
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["state"].as_str())
+        .collect();
+    assert_eq!(states, ["failed", "ok", "ok"]);
 }
