@@ -97,6 +97,9 @@ pub struct SandboxArgs {
     /// bad-chain.
     #[arg(long = "fault", value_name = "FAULT")]
     pub faults: Vec<Fault>,
+    /// Enforce CertCentral's rate limits per API key (100 per 5 s, 1000 per 3 min).
+    #[arg(long)]
+    pub rate_limits: bool,
     /// Write the sandbox root certificate (PEM) here.
     #[arg(long, value_name = "FILE")]
     pub root_out: Option<PathBuf>,
@@ -337,6 +340,7 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             issuance_delay: args.issuance_delay,
             api_key: args.api_key,
             faults: args.faults,
+            rate_limits: args.rate_limits,
         },
     )
     .await?;

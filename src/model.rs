@@ -250,6 +250,14 @@ impl fmt::Display for ApiUrl {
     }
 }
 
+/// A stable 64-bit hash (FNV-1a): for fingerprints and per-name jitter that must not change
+/// between runs or releases.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Formats unix seconds as RFC 3339 UTC, for operators.
 pub fn fmt_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)

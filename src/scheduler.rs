@@ -163,12 +163,8 @@ fn secs(d: Duration) -> i64 {
 /// A stable per-certificate share of `jitter` (FNV-1a of the name), so a fleet spreads out
 /// and a restart does not move the date.
 pub fn jitter_offset(name: &str, jitter: Duration) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let frac = (h % 10_000) as f64 / 10_000.0;
+    let frac = (crate::model::fnv1a(name.bytes()) % 10_000) as f64 / 10_000.0;
+
     (secs(jitter) as f64 * frac) as i64
 }
 

@@ -105,7 +105,7 @@ fn row(config: &Config, cert: &Certificate, now: i64) -> Row {
         failures: journal.failures,
         last_success: journal.last_success.map(fmt_time),
         next_check: next_check.map(fmt_time),
-        stuck: journal.order_ended.is_some() || journal.failures >= 5 || pending_long,
+        stuck: journal.blocked.is_some() || journal.failures >= 5 || pending_long,
     }
 }
 

@@ -8,9 +8,11 @@
 //! before anything is sent again. This module knows nothing of config files or state.
 
 mod error;
+pub mod limit;
 pub mod model;
 pub mod retry;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, StatusCode, header};
@@ -59,6 +61,7 @@ impl ClientOptions {
 pub struct Client {
     http: reqwest::Client,
     opts: ClientOptions,
+    limiter: Arc<limit::Limiter>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,7 +92,14 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| Error::Setup(format!("cannot set up HTTPS: {e}")))?;
-        Ok(Self { http, opts })
+        // One budget per API key and endpoint, whichever client uses it.
+        let limiter =
+            limit::Limiter::shared(&key_fingerprint(opts.url.as_str(), opts.api_key.expose()));
+        Ok(Self {
+            http,
+            opts,
+            limiter,
+        })
     }
 
     /// `GET /order/certificate/{order_id}`.
@@ -242,6 +252,7 @@ impl Client {
         body: Option<&B>,
     ) -> Result<String, Error> {
         let endpoint = format!("{method} {path}");
+        self.limiter.acquire().await;
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.opts.url))
@@ -326,6 +337,14 @@ fn parse_errors(body: &str, status: StatusCode) -> Vec<ApiError> {
             },
         }],
     }
+}
+
+/// Identifies an API key without keeping it: FNV-1a of URL and key.
+fn key_fingerprint(url: &str, key: &str) -> String {
+    format!(
+        "{:016x}",
+        crate::model::fnv1a(url.bytes().chain([0]).chain(key.bytes()))
+    )
 }
 
 fn snippet(s: &str) -> String {

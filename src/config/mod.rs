@@ -76,6 +76,8 @@ pub struct Certificate {
     pub signature_hash: Option<SignatureHash>,
     pub server_platform: Option<i64>,
     pub skip_approval: bool,
+    /// Cancel a pending reissue certkeeper did not start, instead of waiting for it.
+    pub cancel_foreign_reissue: bool,
     pub comments: Option<String>,
     pub cert_validity_days: Option<u32>,
     pub renew_before: RenewBefore,
@@ -395,6 +397,7 @@ impl Resolver<'_> {
             signature_hash: rc.signature_hash,
             server_platform: rc.server_platform,
             skip_approval: rc.skip_approval,
+            cancel_foreign_reissue: rc.cancel_foreign_reissue,
             comments: rc.comments,
             cert_validity_days: rc.cert_validity_days.map(Spanned::into_inner),
             renew_before: rc.renew_before.unwrap_or(daemon.renew_before),

@@ -57,6 +57,8 @@ pub(super) struct RawCertificate {
     pub server_platform: Option<i64>,
     #[serde(default)]
     pub skip_approval: bool,
+    #[serde(default)]
+    pub cancel_foreign_reissue: bool,
     pub comments: Option<String>,
     pub cert_validity_days: Option<Spanned<u32>>,
     pub renew_before: Option<RenewBefore>,

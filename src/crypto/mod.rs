@@ -116,6 +116,19 @@ pub fn pem_body(pem: &str) -> String {
     body
 }
 
+/// A CSR for an existing PEM private key.
+pub fn csr_for_key_pem(
+    key_pem: &str,
+    common_name: &str,
+    names: &[String],
+) -> Result<String, Error> {
+    let key = KeyPair::from_pem(key_pem).map_err(|e| Error::Parse {
+        what: "private key",
+        detail: e.to_string(),
+    })?;
+    csr(&key, common_name, names)
+}
+
 /// The DER SubjectPublicKeyInfo of a PEM CSR, however its armour and lines are wrapped.
 pub fn csr_spki(text: &str) -> Result<Vec<u8>, Error> {
     use x509_parser::prelude::FromDer;

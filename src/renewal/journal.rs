@@ -31,10 +31,12 @@ pub struct Journal {
     /// When the installed key was created.
     #[serde(default)]
     pub key_created: Option<i64>,
-    /// Set when the CertCentral order can no longer be renewed; cleared by a config change.
+    /// Set when renewing cannot succeed until the certificate's configuration changes (the
+    /// order ended, a duplicate breaks the order's name rules, a validity past the order's
+    /// end); cleared by a config change.
     #[serde(default)]
-    pub order_ended: Option<String>,
-    /// Fingerprint of the certificate's config when `order_ended` was set.
+    pub blocked: Option<String>,
+    /// Fingerprint of the certificate's config at the last failure.
     #[serde(default)]
     pub config_fingerprint: Option<String>,
     #[serde(default)]

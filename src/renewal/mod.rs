@@ -52,8 +52,18 @@ pub enum Error {
         "order {order_id} has a pending reissue that certkeeper did not start (DigiCert auto-reissue or the console); certkeeper never installs a certificate whose key it does not hold. Cancel it in CertCentral, or wait for it"
     )]
     ForeignReissue { order_id: u64 },
+    /// The configuration asks for something the order cannot give; fix the config.
+    #[error("{0}")]
+    Config(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl Error {
+    /// Whether retrying cannot help until the certificate's configuration changes.
+    fn needs_config_change(&self) -> bool {
+        matches!(self, Self::OrderEnded { .. } | Self::Config(_))
+    }
 }
 
 /// What one call to [`Engine::drive`] ended with.
@@ -224,7 +234,7 @@ impl Engine {
             }
             let result = match step {
                 Step::Idle => {
-                    if let Some(ended) = &j.order_ended {
+                    if let Some(ended) = &j.blocked {
                         if j.config_fingerprint.as_deref() == Some(&fingerprint(cert))
                             && !opts.ignore_backoff
                         {
@@ -233,7 +243,7 @@ impl Engine {
                                 retry_at: i64::MAX,
                             });
                         }
-                        j.order_ended = None;
+                        j.blocked = None;
                         j.config_fingerprint = None;
                     }
                     let (assessment, _) = assess(cert, &self.daemon, &j, now);
@@ -405,8 +415,9 @@ impl Engine {
             .failure_backoff()
             .delay_now(j.failures - 1, retry_after);
         let mut retry_at = now + delay.as_secs().max(1) as i64;
-        if let Error::OrderEnded { .. } = f.error {
-            j.order_ended = Some(message.clone());
+        if f.error.needs_config_change() {
+            j.blocked = Some(message.clone());
+
             retry_at = i64::MAX;
         }
         j.config_fingerprint = Some(fingerprint(cert));
@@ -438,12 +449,31 @@ impl Engine {
         reason: String,
         now: i64,
     ) -> Result<Step, Failure> {
-        let order = self
+        let mut order = self
             .client
             .order_info(cert.order_id)
             .await
             .map_err(|e| Failure::new(e, Step::Idle))?;
-        let status = order.status.to_ascii_lowercase();
+        let mut status = order.status.to_ascii_lowercase();
+        if cert.method == Method::Reissue
+            && status == "reissue_pending"
+            && cert.cancel_foreign_reissue
+        {
+            warn!(cert = %cert.name, order_id = cert.order_id, "canceling a pending reissue that certkeeper did not start (cancel_foreign_reissue = true)");
+            self.client
+                .cancel_pending(
+                    cert.order_id,
+                    "canceled by certkeeper: it renews this order with keys it holds",
+                )
+                .await
+                .map_err(|e| Failure::new(e, Step::Idle))?;
+            order = self
+                .client
+                .order_info(cert.order_id)
+                .await
+                .map_err(|e| Failure::new(e, Step::Idle))?;
+            status = order.status.to_ascii_lowercase();
+        }
         if ENDED.contains(&status.as_str()) {
             return Err(Failure::new(
                 Error::OrderEnded {
@@ -499,6 +529,29 @@ impl Engine {
                 names.push(n.clone());
             }
         }
+        if cert.method == Method::Duplicate {
+            let mut on_order: Vec<String> = oc
+                .common_name
+                .iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            for n in &oc.dns_names {
+                if !on_order.contains(n) {
+                    on_order.push(n.clone());
+                }
+            }
+            duplicate_rules(&names, &on_order).map_err(|m| {
+                Failure::new(
+                    Error::Config(format!(
+                        "certificate {:?} (order {}): {m}",
+                        cert.name.as_str(),
+                        cert.order_id
+                    )),
+                    Step::Idle,
+                )
+            })?;
+        }
+
         let hash = cert
             .signature_hash
             .or(match oc.signature_hash.as_deref() {
@@ -516,6 +569,7 @@ impl Engine {
             names: names.clone(),
             server_platform: cert.server_platform.or(oc.server_platform.id).unwrap_or(-1),
             signature_hash: hash.as_str().to_owned(),
+            order_valid_till: order.order_valid_till.clone(),
         };
         let key_type = cert.key_type;
         info!(cert = %cert.name, order_id = cert.order_id, key_type = %key_type, "generating a new private key");
@@ -595,8 +649,48 @@ impl Engine {
             // The request may have been accepted: stay in Submitting; resuming reconciles.
             Err(e) if e.maybe_processed() => Err(Failure::new(e, submitting)),
             Err(e) if e.is_retryable() => Err(Failure::new(e, back)),
+            Err(e) if e.has_code("invalid_dns_name_on_duplicate") => {
+                self.without_companion(cert, store, attempt, e)
+            }
+            Err(e) if e.has_code("cert_validity_exceeds_order_validity") => Err(Failure::new(
+                Error::Config(format!(
+                    "{e} — cert_validity_days = {} runs past the end of order {} ({}); lower it, or remove it to get the longest validity the order allows",
+                    cert.cert_validity_days.unwrap_or_default(),
+                    o.order_id,
+                    o.order_valid_till.as_deref().unwrap_or("end date unknown")
+                )),
+                Step::Idle,
+            )),
             Err(e) => Err(Failure::new(e, Step::Idle)),
         }
+    }
+
+    /// Some products list a free `www.`/base companion among the order's names but refuse it
+    /// on a duplicate (certcentral-api.md §2.2): retry once without it, with the same key.
+    fn without_companion(
+        &self,
+        cert: &Certificate,
+        store: &Store,
+        attempt: Attempt,
+        e: certcentral::Error,
+    ) -> Result<Step, Failure> {
+        let extra = companion(&attempt.order.common_name);
+        let configured = cert.dns_names.as_ref().is_some_and(|d| d.contains(&extra));
+        if !attempt.order.names.contains(&extra) || configured {
+            return Err(Failure::new(e, Step::Idle));
+        }
+        warn!(cert = %cert.name, order_id = cert.order_id, companion = %extra, "CertCentral refused the order's auto-added companion name on a duplicate; retrying once without it");
+        let mut retry = attempt;
+        retry.order.names.retain(|n| *n != extra);
+        let key = store
+            .read(journal::KEY)
+            .map_err(|e| Failure::new(e, Step::Idle))?;
+        let csr = crypto::csr_for_key_pem(&key, &retry.order.common_name, &retry.order.names)
+            .map_err(|e| Failure::new(e, Step::Idle))?;
+        store
+            .write(journal::CSR, csr.as_bytes())
+            .map_err(|e| Failure::new(e, Step::Idle))?;
+        Ok(Step::KeyReady { attempt: retry })
     }
 
     /// Classifies a 201 (certcentral-api.md §2.1): issued at once, approved, or pending.
@@ -1098,6 +1192,42 @@ fn csr_matches(listed: Option<&str>, our_spki: &[u8]) -> bool {
         .is_some_and(|spki| spki == our_spki)
 }
 
+/// A duplicate must keep the order's names: each name must be on the order (a SAN may become
+/// the common name), or be a single-label subdomain of one of its wildcards
+/// (certcentral-api.md §2.2).
+fn duplicate_rules(wanted: &[String], on_order: &[String]) -> Result<(), String> {
+    let covered = |n: &String| {
+        on_order.contains(n)
+            || on_order.iter().any(|o| {
+                o.strip_prefix("*.").is_some_and(|base| {
+                    n.split_once('.')
+                        .is_some_and(|(label, rest)| rest == base && label != "*")
+                })
+            })
+    };
+    let bad: Vec<&str> = wanted
+        .iter()
+        .filter(|n| !covered(n))
+        .map(String::as_str)
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "a duplicate may only use the order's names ({}) or single-label subdomains of its wildcards, but common_name/dns_names ask for {}; fix common_name/dns_names or leave them out to use the order's",
+        on_order.join(", "),
+        bad.join(", ")
+    ))
+}
+
+/// The free `www.`/base companion CertCentral adds to some orders (certcentral-api.md §2.2).
+fn companion(common_name: &str) -> String {
+    match common_name.strip_prefix("www.") {
+        Some(base) => base.to_owned(),
+        None => format!("www.{common_name}"),
+    }
+}
+
 /// `yyyy-MM-dd` → unix seconds at the end of that day (UTC).
 fn parse_day(s: &str) -> Option<i64> {
     let d = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
@@ -1107,10 +1237,8 @@ fn parse_day(s: &str) -> Option<i64> {
 /// Identifies a certificate's configuration, so that a backoff or an "order ended" verdict is
 /// set aside when the operator changes it (FNV-1a of its full description).
 fn fingerprint(cert: &Certificate) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("{cert:?}").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!(
+        "{:016x}",
+        crate::model::fnv1a(format!("{cert:?}").into_bytes())
+    )
 }

@@ -29,6 +29,9 @@ pub struct OrderSnapshot {
     pub names: Vec<String>,
     pub server_platform: i64,
     pub signature_hash: String,
+    /// The order's end (`yyyy-MM-dd`), for explaining validity errors.
+    #[serde(default)]
+    pub order_valid_till: Option<String>,
 }
 
 /// One renewal attempt: why, since when, for which order, with which key.

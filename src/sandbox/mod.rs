@@ -42,6 +42,10 @@ pub struct OrderSpec {
     pub allow_duplicates: bool,
     #[serde(default)]
     pub auto_reissue: bool,
+    /// List the free `www.`/base companion of the common name among the order's names, but
+    /// refuse it on duplicates (`invalid_dns_name_on_duplicate`), as some products do.
+    #[serde(default)]
+    pub auto_companion: bool,
 }
 
 fn issued() -> String {
@@ -76,6 +80,7 @@ impl FromStr for OrderSpec {
             order_valid_till: None,
             allow_duplicates: true,
             auto_reissue: false,
+            auto_companion: false,
         })
     }
 }
@@ -93,6 +98,9 @@ pub struct SandboxConfig {
     /// When set, `X-DC-DEVKEY` must equal it; otherwise any non-empty key is accepted.
     pub api_key: Option<String>,
     pub faults: Vec<Fault>,
+    /// Enforce CertCentral's published limits per API key: 100 requests per 5 s and 1000 per
+    /// 3 min, rolling; beyond them every request gets `429 request_limit_exceeded`.
+    pub rate_limits: bool,
 }
 
 impl Default for SandboxConfig {
@@ -104,6 +112,7 @@ impl Default for SandboxConfig {
             issuance_delay: Duration::ZERO,
             api_key: None,
             faults: Vec::new(),
+            rate_limits: false,
         }
     }
 }
@@ -186,6 +195,11 @@ impl Sandbox {
         self.lock().cfg.validity = validity;
     }
 
+    /// Adds an order.
+    pub fn add_order(&self, spec: &OrderSpec) -> anyhow::Result<()> {
+        self.lock().add_order(spec)
+    }
+
     /// Changes the approval and issuance delays of requests made from now on.
     pub fn set_delays(&self, approval: Duration, issuance: Duration) {
         let mut s = self.lock();
@@ -212,25 +226,24 @@ impl Sandbox {
         let (cn, names) = (order.common_name.clone(), order.dns_names.clone());
         let csr = crate::crypto::csr(&key, &cn, &names)?;
         let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        // Approved at once, then waiting in issuance: the order shows reissue_pending.
+        let issuance =
+            std::mem::replace(&mut s.cfg.issuance_delay, Duration::from_secs(365 * 86_400));
         s.submit(
             order_id,
             SubmitKind::Reissue,
             NewSubmission {
+                validity_days: None,
                 csr_pem: csr,
                 spki,
                 common_name: cn,
                 dns_names: names,
-                skip_approval: false,
+                skip_approval: true,
                 server_platform: -1,
                 signature_hash: "sha256".into(),
             },
         );
-        // Approved, waiting in issuance: the order shows reissue_pending.
-        if let Some(sub) = s.subs.last_mut() {
-            sub.approve_at = Instant::now();
-            sub.issue_at = Instant::now() + Duration::from_secs(365 * 86_400);
-        }
-        s.tick();
+        s.cfg.issuance_delay = issuance;
         Ok(())
     }
 
@@ -275,6 +288,8 @@ struct Order {
     valid_till: time::Date,
     allow_duplicates: bool,
     auto_reissue: bool,
+    /// Shown in order info, refused on duplicates.
+    companion: Option<String>,
     current_cert: u64,
     created: OffsetDateTime,
 }
@@ -306,6 +321,8 @@ impl Cert {
 }
 
 struct NewSubmission {
+    /// `certificate.cert_validity.days`, if asked.
+    validity_days: Option<u64>,
     csr_pem: String,
     spki: Vec<u8>,
     common_name: String,
@@ -338,6 +355,8 @@ struct State {
     next_id: u64,
     faults: Vec<Fault>,
     log: Vec<RequestRecord>,
+    /// Accepted requests per API key, for the rate limits.
+    recent: HashMap<String, std::collections::VecDeque<Instant>>,
 }
 
 impl State {
@@ -350,6 +369,7 @@ impl State {
             subs: Vec::new(),
             next_id: 1000,
             log: Vec::new(),
+            recent: HashMap::new(),
             cfg,
         };
         for spec in s.cfg.orders.clone() {
@@ -416,17 +436,45 @@ impl State {
             spec.id,
             Order {
                 id: spec.id,
-                common_name: cn,
+                common_name: cn.clone(),
                 dns_names: names,
                 status: spec.status.clone(),
                 valid_till,
                 allow_duplicates: spec.allow_duplicates,
                 auto_reissue: spec.auto_reissue,
+                companion: spec.auto_companion.then(|| match cn.strip_prefix("www.") {
+                    Some(base) => base.to_owned(),
+                    None => format!("www.{cn}"),
+                }),
                 current_cert: cert_id,
                 created: now,
             },
         );
         Ok(())
+    }
+
+    /// Whether `key` is over CertCentral's limits; records the request if not.
+    fn over_limit(&mut self, key: &str) -> bool {
+        if !self.cfg.rate_limits {
+            return false;
+        }
+        let now = Instant::now();
+        let sent = self.recent.entry(key.to_owned()).or_default();
+        while sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(180))
+        {
+            sent.pop_front();
+        }
+        let last_5s = sent
+            .iter()
+            .filter(|t| now.duration_since(**t) < Duration::from_secs(5))
+            .count();
+        if last_5s >= 100 || sent.len() >= 1000 {
+            return true;
+        }
+        sent.push_back(now);
+        false
     }
 
     /// Takes the next transport fault, if any.
@@ -553,7 +601,12 @@ impl State {
                     .map_or(now + self.cfg.validity, |c| {
                         c.not_after.max(now + Duration::from_secs(60))
                     }),
-                SubmitKind::Reissue => now + self.cfg.validity,
+                SubmitKind::Reissue => {
+                    now + sub
+                        .new
+                        .validity_days
+                        .map_or(self.cfg.validity, |d| Duration::from_secs(d * 86_400))
+                }
             };
             (now - Duration::from_secs(5), end)
         };

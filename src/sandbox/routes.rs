@@ -62,7 +62,12 @@ async fn gate(AxState(state): AxState<Shared>, req: Request, next: Next) -> Resp
             (None, Some(got)) => !got.trim().is_empty(),
             (_, None) => false,
         };
-        (ok, if ok { s.take_transport_fault() } else { None })
+        let fault = match &key {
+            Some(k) if ok && s.over_limit(k) => Some(FaultKind::RateLimit),
+            _ if ok => s.take_transport_fault(),
+            _ => None,
+        };
+        (ok, fault)
     };
     let response = if !authorized {
         // The real answer to a bad key is 403, not 401 (certcentral-api.md §1).
@@ -169,7 +174,7 @@ async fn order_info(AxState(state): AxState<Shared>, Path(order_id): Path<String
             "id": cert.id,
             "serial_number": cert.serial,
             "common_name": cert.common_name,
-            "dns_names": cert.dns_names,
+            "dns_names": cert.dns_names.iter().chain(order.companion.iter().filter(|c| !cert.dns_names.contains(c))).collect::<Vec<_>>(),
             "date_created": stamp(cert.created),
             "valid_from": day(cert.not_before),
             "valid_till": day(cert.not_after),
@@ -365,6 +370,7 @@ async fn submit(
             oid,
             kind,
             NewSubmission {
+                validity_days,
                 csr_pem: csr_text,
                 spki,
                 common_name,

@@ -8,4 +8,5 @@ mod config;
 mod daemon;
 mod deploy;
 mod fixtures;
+mod order;
 mod renew;
