@@ -165,14 +165,14 @@ const ENDED: &[&str] = &["revoked", "expired", "canceled", "rejected", "denied"]
 /// A failure to record: the error, where to go back to, and whether it is the order's end.
 struct Failure {
     error: Error,
-    back_to: Step,
+    back_to: Box<Step>,
 }
 
 impl Failure {
     fn new(error: impl Into<Error>, back_to: Step) -> Self {
         Self {
             error: error.into(),
-            back_to,
+            back_to: Box::new(back_to),
         }
     }
 }
@@ -427,12 +427,12 @@ impl Engine {
             message: message.clone(),
         });
         j.retry_at = Some(retry_at);
-        if matches!(f.back_to, Step::Idle) {
+        if matches!(*f.back_to, Step::Idle) {
             store.remove(journal::KEY);
             store.remove(journal::CSR);
             store.remove(journal::BUNDLE);
         }
-        self.transition(cert, store, j, f.back_to)?;
+        self.transition(cert, store, j, *f.back_to)?;
         if retry_at == i64::MAX {
             error!(cert = %cert.name, order_id = cert.order_id, error = %message, "renewal impossible until the configuration changes");
         } else {
