@@ -55,7 +55,9 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
                     Err(e) => error!(error = %e, "a renewal task failed"),
                 }
                 // Folders created by the first install become watchable.
-                watch = watch::watch(&d.config, file_tx.clone());
+                if watch.incomplete {
+                    watch = watch::watch(&d.config, file_tx.clone());
+                }
                 systemd::status(&d.summary());
             }
             Some(name) = file_rx.recv() => {

@@ -14,6 +14,8 @@ use crate::model::CertName;
 /// Keeps the OS watches alive; dropping it stops them.
 pub(super) struct FileWatch {
     _watcher: Option<notify::RecommendedWatcher>,
+    /// Some folder did not exist yet: watch again after the next install creates it.
+    pub(super) incomplete: bool,
 }
 
 /// Starts watching the parent folders of every configured file; sends the names of the
@@ -50,16 +52,22 @@ pub(super) fn watch(config: &Config, tx: mpsc::UnboundedSender<CertName>) -> Fil
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch files; relying on check_interval");
-            return FileWatch { _watcher: None };
+            return FileWatch {
+                _watcher: None,
+                incomplete: false,
+            };
         }
     };
+    let mut incomplete = false;
     for dir in dirs {
         if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
             // A folder that does not exist yet is created at the first install.
             tracing::debug!(dir = %dir.display(), error = %e, "cannot watch folder");
+            incomplete = true;
         }
     }
     FileWatch {
         _watcher: Some(watcher),
+        incomplete,
     }
 }

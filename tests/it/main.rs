@@ -8,5 +8,6 @@ mod config;
 mod daemon;
 mod deploy;
 mod fixtures;
+mod fleet;
 mod order;
 mod renew;
