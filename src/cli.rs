@@ -41,7 +41,12 @@ pub enum Command {
     /// Run the daemon in the foreground (systemd Type=notify).
     Run,
     /// Validate the configuration and show what the daemon would do now, and why.
-    Check,
+    Check {
+        /// Also check against CertCentral, read-only: the key works, each order exists and
+        /// can be renewed, its end date, duplicates allowed, auto-reissue off.
+        #[arg(long)]
+        online: bool,
+    },
     /// Show every certificate's state.
     Status {
         /// Machine-readable output.
@@ -141,7 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Run => daemon::run(&config_path, daemon::process_signals())
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Check => check(&config_path),
+            Command::Check { online } => check(&config_path, online).await,
             Command::Status { json } => status_cmd(&config_path, json),
             Command::Renew(args) => renew(&config_path, args).await,
             Command::Sandbox(args) => sandbox(args).await,
@@ -173,9 +178,12 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-fn check(path: &Path) -> anyhow::Result<ExitCode> {
+async fn check(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    config.certcentral.api_key(&config.path)?;
+    // Without certificates (a fresh install) no key is needed yet.
+    if !config.certificates.is_empty() || online {
+        config.certcentral.api_key(&config.path)?;
+    }
     println!(
         "{}: valid; {} certificate(s); CertCentral at {}",
         path.display(),
@@ -211,7 +219,83 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             row.name, row.order_id, row.method
         );
     }
+    if config.certificates.is_empty() {
+        println!("  no certificates configured yet: add [[certificate]] tables (see the README)");
+    }
+    if online && !check_online(&config).await? {
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check --online`: read-only questions to CertCentral. Returns whether all is well
+/// (warnings allowed).
+async fn check_online(config: &Config) -> anyhow::Result<bool> {
+    let engine = Engine::from_config(config)?;
+    let client = &engine.client;
+    println!("online checks against {}:", config.certcentral.url);
+    match client.account().await {
+        Ok(_) => println!("  ok: the API key is accepted"),
+        Err(e) => {
+            println!("  ERROR: {e}");
+            return Ok(false);
+        }
+    }
+    let mut all_ok = true;
+    let today = unix_now();
+    for cert in &config.certificates {
+        let order = match client.order_info(cert.order_id).await {
+            Ok(o) => o,
+            Err(e) => {
+                println!("  ERROR {} (order {}): {e}", cert.name, cert.order_id);
+                all_ok = false;
+                continue;
+            }
+        };
+        let mut problems: Vec<String> = Vec::new();
+        let mut warnings: Vec<String> = Vec::new();
+        let status = order.status.to_ascii_lowercase();
+        if crate::renewal::ORDER_ENDED.contains(&status.as_str()) {
+            problems.push(format!("the order is {status}: a new order is needed"));
+        } else if status == "reissue_pending" && cert.method == crate::model::Method::Reissue {
+            warnings.push("a reissue is pending on the order; certkeeper did not start it".into());
+        }
+        let end = order
+            .order_valid_till
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        if let Some(t) = crate::renewal::end_of_day(&end) {
+            let days = (t - today).div_euclid(86_400);
+            if days < 0 {
+                problems.push(format!("the order ended on {end}"));
+            } else if days < 30 {
+                warnings.push(format!(
+                    "the order ends on {end}, in {days} days: renew the order in CertCentral"
+                ));
+            }
+        }
+        if cert.method == crate::model::Method::Duplicate && order.allow_duplicates == Some(false) {
+            problems
+                .push("duplicates are not allowed on this order (method = \"duplicate\")".into());
+        }
+        if order.auto_reissue == Some(1) {
+            warnings.push("auto-reissue is on: DigiCert's own reissues will collide with certkeeper's; turn it off for this order, or set cancel_foreign_reissue = true".into());
+        }
+        let summary = format!(
+            "{} (order {}): status {status}, order ends {end}",
+            cert.name, cert.order_id
+        );
+        if problems.is_empty() {
+            println!("  ok: {summary}");
+        } else {
+            all_ok = false;
+            println!("  ERROR {summary}: {}", problems.join("; "));
+        }
+        for w in warnings {
+            println!("  warning {}: {w}", cert.name);
+        }
+    }
+    Ok(all_ok)
 }
 
 fn status_cmd(path: &Path, json: bool) -> anyhow::Result<ExitCode> {

@@ -160,7 +160,7 @@ pub fn assess(
 }
 
 /// Order statuses after which nothing can be renewed on the order (certcentral-api.md §3.1).
-const ENDED: &[&str] = &["revoked", "expired", "canceled", "rejected", "denied"];
+pub const ORDER_ENDED: &[&str] = &["revoked", "expired", "canceled", "rejected", "denied"];
 
 /// A failure to record: the error, where to go back to, and whether it is the order's end.
 struct Failure {
@@ -474,7 +474,7 @@ impl Engine {
                 .map_err(|e| Failure::new(e, Step::Idle))?;
             status = order.status.to_ascii_lowercase();
         }
-        if ENDED.contains(&status.as_str()) {
+        if ORDER_ENDED.contains(&status.as_str()) {
             return Err(Failure::new(
                 Error::OrderEnded {
                     order_id: cert.order_id,
@@ -483,7 +483,7 @@ impl Engine {
                 Step::Idle,
             ));
         }
-        if let Some(end) = order.order_valid_till.as_deref().and_then(parse_day)
+        if let Some(end) = order.order_valid_till.as_deref().and_then(end_of_day)
             && end < now
         {
             return Err(Failure::new(
@@ -819,7 +819,7 @@ impl Engine {
                     .map_err(retry_here)?;
                 let status = order.status.to_ascii_lowercase();
                 let current = order.certificate.id;
-                if ENDED.contains(&status.as_str()) {
+                if ORDER_ENDED.contains(&status.as_str()) {
                     return Err(Failure::new(
                         Error::OrderEnded {
                             order_id: o.order_id,
@@ -1229,7 +1229,7 @@ fn companion(common_name: &str) -> String {
 }
 
 /// `yyyy-MM-dd` → unix seconds at the end of that day (UTC).
-fn parse_day(s: &str) -> Option<i64> {
+pub fn end_of_day(s: &str) -> Option<i64> {
     let d = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
     Some(d.midnight().assume_utc().unix_timestamp() + 86_399)
 }

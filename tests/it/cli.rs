@@ -116,3 +116,77 @@ async fn renew_and_status() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("no certificate named \"nosuch\""));
 }
+
+/// `check --online` asks CertCentral, read-only: the key, each order, its end, duplicates,
+/// auto-reissue. The packaged example (no certificates) passes `check` without a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online() {
+    let mut no_dups: certkeeper::sandbox::OrderSpec = "2002:b.test".parse().expect("order");
+    no_dups.allow_duplicates = false;
+    no_dups.auto_reissue = true;
+    let env = TestEnv::with(certkeeper::sandbox::SandboxConfig {
+        orders: vec!["1001:example.test".parse().expect("order"), no_dups],
+        ..Default::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    let out = certkeeper(&env, &["check", "--online"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("ok: the API key is accepted"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("ok: www (order 1001): status issued, order ends"),
+        "{}",
+        text(&out)
+    );
+
+    let dup = env
+        .cert("dup", "method = \"duplicate\"")
+        .replace("order_id = 1001", "order_id = 2002");
+    env.write_config("", &format!("{}\n{dup}", env.cert("www", "")));
+    let out = certkeeper(&env, &["check", "--online"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("ERROR dup (order 2002)")
+            && text(&out).contains("duplicates are not allowed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("warning dup: auto-reissue is on"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        env.sandbox.requests().iter().all(|r| r.method == "GET"),
+        "read-only"
+    );
+
+    env.write_key("wrong", 0o600);
+    let out = certkeeper(&env, &["check", "--online"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("access_denied|access_denied_invalid_key"),
+        "{}",
+        text(&out)
+    );
+
+    // The packaged example has no certificates: valid without an API key.
+    let packaged =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/certkeeper.toml");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["-c", crate::common::path_str(&packaged), "check"])
+        .env_remove("CERTKEEPER_API_KEY")
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("no certificates configured yet"),
+        "{}",
+        text(&out)
+    );
+}
