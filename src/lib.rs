@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod demo;
 pub mod hooks;
 pub mod install;
+pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod renewal;

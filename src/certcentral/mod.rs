@@ -252,6 +252,7 @@ impl Client {
         body: Option<&B>,
     ) -> Result<String, Error> {
         let endpoint = format!("{method} {path}");
+        let counted = method.clone();
         self.limiter.acquire().await;
         let mut req = self
             .http
@@ -268,12 +269,16 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| Error::Transport {
-            endpoint: endpoint.clone(),
-            detail: error_chain(&e),
-            maybe_processed: !e.is_connect(),
+        let resp = req.send().await.map_err(|e| {
+            count_request(&counted, path, 0);
+            Error::Transport {
+                endpoint: endpoint.clone(),
+                detail: error_chain(&e),
+                maybe_processed: !e.is_connect(),
+            }
         })?;
         let status = resp.status();
+        count_request(&counted, path, status.as_u16());
         let retry_after = resp
             .headers()
             .get(header::RETRY_AFTER)
@@ -337,6 +342,36 @@ fn parse_errors(body: &str, status: StatusCode) -> Vec<ApiError> {
             },
         }],
     }
+}
+
+/// Requests sent by this process: (method and path template, HTTP status or 0) → count.
+static REQUESTS: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A snapshot of the request counters, for metrics: `("GET /order/certificate/{id}", 200) → n`.
+pub fn request_counts() -> Vec<((String, u16), u64)> {
+    let counts = REQUESTS.lock().unwrap_or_else(|p| p.into_inner());
+    counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+}
+
+fn count_request(method: &Method, path: &str, status: u16) {
+    // Ids become `{id}` so that the label set stays small.
+    let template: Vec<&str> = path
+        .split('/')
+        .map(|seg| {
+            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect();
+    let key = (format!("{method} {}", template.join("/")), status);
+    *REQUESTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default() += 1;
 }
 
 /// Identifies an API key without keeping it: FNV-1a of URL and key.

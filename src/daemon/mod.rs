@@ -35,6 +35,12 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
     let config = Config::load(config_path)?;
     let engine = Engine::from_config(&config)?;
     let mut d = Daemon::new(config, engine);
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(d.config.clone()));
+    if let Some(addr) = d.config.daemon.metrics_listen {
+        crate::metrics::start(addr, config_rx)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on metrics_listen {addr}: {e}"))?;
+    }
     let (file_tx, mut file_rx) = mpsc::unbounded_channel();
     let mut watch = watch::watch(&d.config, file_tx.clone());
     let mut tasks: JoinSet<(CertName, anyhow::Result<Outcome>)> = JoinSet::new();
@@ -78,6 +84,7 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
                 Some(Event::Reload) => {
                     systemd::reloading();
                     d.reload(config_path);
+                    let _ = config_tx.send(Arc::new(d.config.clone()));
                     watch = watch::watch(&d.config, file_tx.clone());
                     systemd::ready(&d.summary());
                 }

@@ -22,6 +22,12 @@ pub struct Journal {
     /// Consecutive failures (drives the backoff).
     #[serde(default)]
     pub failures: u32,
+    /// Every failure ever recorded (for metrics).
+    #[serde(default)]
+    pub failures_total: u64,
+    /// The order's end (`yyyy-MM-dd`) as last read from CertCentral.
+    #[serde(default)]
+    pub order_valid_till: Option<String>,
     /// Do not retry before this time (unix seconds).
     #[serde(default)]
     pub retry_at: Option<i64>,

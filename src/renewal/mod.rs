@@ -385,6 +385,12 @@ impl Engine {
         next: Step,
     ) -> Result<(), Error> {
         let changed = j.step.name() != next.name();
+        if let Some(end) = next
+            .attempt()
+            .and_then(|a| a.order.order_valid_till.clone())
+        {
+            j.order_valid_till = Some(end);
+        }
         j.step = next;
         j.updated = unix_now();
         store.save(j)?;
@@ -411,6 +417,7 @@ impl Engine {
             _ => None,
         };
         j.failures = j.failures.saturating_add(1);
+        j.failures_total = j.failures_total.saturating_add(1);
         let delay = self
             .failure_backoff()
             .delay_now(j.failures - 1, retry_after);

@@ -313,8 +313,13 @@ async fn failures_are_isolated_and_logs_are_structured() {
     let bad = env
         .cert("bad", "")
         .replace("order_id = 1001", "order_id = 4242");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
     env.write_config(
-        "concurrency = 1",
+        &format!("concurrency = 1\nmetrics_listen = \"127.0.0.1:{port}\""),
         &format!("{bad}\n{}\n{}", env.cert("one", ""), env.cert("two", "")),
     );
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
@@ -336,6 +341,36 @@ async fn failures_are_isolated_and_logs_are_structured() {
             && serial(&env.path("certs/two/cert.pem")).is_some()
     })
     .await;
+    // Prometheus metrics, scraped from the running daemon.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let one = std::fs::read_to_string(env.path("certs/one/cert.pem")).expect("one");
+    let not_after = CertFacts::from_pem(&one).expect("cert").not_after;
+    for line in [
+        format!("certkeeper_certificate_expiration_timestamp_seconds{{name=\"one\",order_id=\"1001\"}} {not_after}"),
+        "certkeeper_certificate_ready_status{name=\"one\",order_id=\"1001\",condition=\"True\"} 1".to_owned(),
+        "certkeeper_certificate_ready_status{name=\"bad\",order_id=\"4242\",condition=\"False\"} 1".to_owned(),
+        "certkeeper_renewal_failures_total{name=\"one\",order_id=\"1001\"} 0".to_owned(),
+        "certkeeper_certcentral_requests_total{endpoint=\"GET /order/certificate/{id}\",status=\"404\"}".to_owned(),
+        "certkeeper_certcentral_requests_total{endpoint=\"POST /order/certificate/{id}/reissue\",status=\"201\"} 2".to_owned(),
+        "certkeeper_pending_requests 0".to_owned(),
+        "certkeeper_order_expiration_timestamp_seconds{name=\"two\",order_id=\"1001\"}".to_owned(),
+        "# TYPE certkeeper_renewal_failures_total counter".to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("certkeeper_renewal_failures_total{name=\"bad\"")
+                && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.lines().any(|l| l.starts_with("certkeeper_certificate_renewal_timestamp_seconds{name=\"two\"")), "{metrics}");
     kill(
         Pid::from_raw(child.id().expect("pid") as i32),
         Signal::SIGTERM,
