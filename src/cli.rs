@@ -59,6 +59,12 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// Try certkeeper: a sandbox CA, a short-lived certificate, live renewals.
     Demo(DemoArgs),
+    /// Write the man page and shell completions into a folder (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output folder.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -151,8 +157,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Renew(args) => renew(&config_path, args).await,
             Command::Sandbox(args) => sandbox(args).await,
             Command::Demo(args) => demo::run(&args.dir, args.validity, args.once).await,
+            Command::GenerateAssets { dir } => generate_assets(&dir).map(|()| ExitCode::SUCCESS),
         }
     })
+}
+
+/// The man page (`certkeeper.1`) and completions for bash, zsh and fish.
+fn generate_assets(dir: &Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cmd = Cli::command();
+    let mut man = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut man)?;
+    man.extend_from_slice(include_bytes!("../packaging/certkeeper.1.tail"));
+    std::fs::write(dir.join("certkeeper.1"), man)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "certkeeper", dir)?;
+    }
+    Ok(())
 }
 
 fn config_path(flag: Option<PathBuf>) -> PathBuf {

@@ -41,6 +41,8 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Attempts per call before the error is handed to the caller.
     pub attempts: u32,
+    /// Apply the process-wide limiter for this API key (off only for benchmarks).
+    pub rate_limit: bool,
 }
 
 impl ClientOptions {
@@ -52,6 +54,7 @@ impl ClientOptions {
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::RATE_LIMIT,
             attempts: 4,
+            rate_limit: true,
         }
     }
 }
@@ -61,7 +64,7 @@ impl ClientOptions {
 pub struct Client {
     http: reqwest::Client,
     opts: ClientOptions,
-    limiter: Arc<limit::Limiter>,
+    limiter: Option<Arc<limit::Limiter>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -93,8 +96,9 @@ impl Client {
             .build()
             .map_err(|e| Error::Setup(format!("cannot set up HTTPS: {e}")))?;
         // One budget per API key and endpoint, whichever client uses it.
-        let limiter =
-            limit::Limiter::shared(&key_fingerprint(opts.url.as_str(), opts.api_key.expose()));
+        let limiter = opts.rate_limit.then(|| {
+            limit::Limiter::shared(&key_fingerprint(opts.url.as_str(), opts.api_key.expose()))
+        });
         Ok(Self {
             http,
             opts,
@@ -253,7 +257,9 @@ impl Client {
     ) -> Result<String, Error> {
         let endpoint = format!("{method} {path}");
         let counted = method.clone();
-        self.limiter.acquire().await;
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.opts.url))
