@@ -427,3 +427,36 @@ async fn failures_are_isolated_and_logs_are_structured() {
         .collect();
     assert_eq!(states, ["failed", "ok", "ok"]);
 }
+
+/// A notification socket nobody reads (its queue fills up) never blocks the daemon: it still
+/// renews everything and stops on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_notify_socket_never_blocks() {
+    let env = TestEnv::new().await;
+    let certs: Vec<String> = (0..24).map(|i| env.cert(&format!("c{i}"), "")).collect();
+    env.write_config("", &certs.join("\n"));
+    let socket_path = env.path("deaf.sock");
+    let _deaf = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["-c", path_str(&env.path("certkeeper.toml")), "run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("daemon");
+    eventually("every certificate", Duration::from_secs(30), || {
+        (0..24).all(|i| env.path(&format!("certs/c{i}/cert.pem")).exists())
+    })
+    .await;
+    kill(
+        Pid::from_raw(child.id().expect("pid") as i32),
+        Signal::SIGTERM,
+    )
+    .expect("term");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops within 10 s")
+        .expect("status");
+    assert!(status.success());
+}
