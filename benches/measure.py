@@ -45,6 +45,7 @@ def daemon(idle, cmd):
         if "READY=1" in msg:
             ready_ms = (time.perf_counter() - t) * 1000
     # Keep reading, as systemd does.
+    sock.settimeout(None)
     threading.Thread(target=lambda: [sock.recv(4096) for _ in iter(int, 1)], daemon=True).start()
     time.sleep(5)  # the first look at every certificate happens right after READY
     before, rss_start = ticks(p.pid), rss_kib(p.pid)

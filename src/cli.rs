@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures_util::StreamExt;
 
 use crate::config::{self, Config, ConfigError};
 use crate::model::{fmt_time, unix_now};
@@ -141,8 +142,17 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(cli.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The daemon's work is small and mostly waiting: one thread keeps its footprint small
+    // (key generation and installs still run on the blocking pool).
+    let mut builder = match cli.command {
+        Command::Run => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        }
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -348,12 +358,16 @@ async fn renew(path: &Path, args: RenewArgs) -> anyhow::Result<ExitCode> {
         ignore_backoff: true,
     };
     let mut all_ok = true;
-    for cert in config
+    // `concurrency` certificates at a time; results print in config order.
+    let selected = config
         .certificates
         .iter()
-        .filter(|c| args.names.is_empty() || args.names.iter().any(|n| n == c.name.as_str()))
-    {
-        let outcome = renew_one(&engine, cert, opts, args.wait).await;
+        .filter(|c| args.names.is_empty() || args.names.iter().any(|n| n == c.name.as_str()));
+    let engine = &engine;
+    let mut results = futures_util::stream::iter(selected)
+        .map(|cert| async move { (cert, renew_one(engine, cert, opts, args.wait).await) })
+        .buffered(config.daemon.concurrency);
+    while let Some((cert, outcome)) = results.next().await {
         let line = match &outcome {
             Ok(Outcome::Renewed { serial, not_after }) => format!(
                 "renewed: serial {serial}, valid until {}",

@@ -62,7 +62,10 @@ impl ClientOptions {
 /// A CertCentral API client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    /// Built at the first request: an idle daemon never pays for TLS setup and root loading.
+    http: Arc<tokio::sync::OnceCell<reqwest::Client>>,
+    /// Extra trust roots, parsed once.
+    roots: Arc<Vec<reqwest::Certificate>>,
     opts: ClientOptions,
     limiter: Option<Arc<limit::Limiter>>,
 }
@@ -77,33 +80,45 @@ enum Replay {
 
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Self, Error> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")))
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = &opts.extra_roots_pem {
-            let roots = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| Error::Setup(format!("cannot read ca_file: {e}")))?;
-            if roots.is_empty() {
-                return Err(Error::Setup("ca_file holds no certificate".into()));
+        let roots = match &opts.extra_roots_pem {
+            Some(pem) => {
+                let roots = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| Error::Setup(format!("cannot read ca_file: {e}")))?;
+                if roots.is_empty() {
+                    return Err(Error::Setup("ca_file holds no certificate".into()));
+                }
+                roots
             }
-            for root in roots {
-                builder = builder.add_root_certificate(root);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| Error::Setup(format!("cannot set up HTTPS: {e}")))?;
+            None => Vec::new(),
+        };
         // One budget per API key and endpoint, whichever client uses it.
         let limiter = opts.rate_limit.then(|| {
             limit::Limiter::shared(&key_fingerprint(opts.url.as_str(), opts.api_key.expose()))
         });
         Ok(Self {
-            http,
+            http: Arc::default(),
+            roots: Arc::new(roots),
             opts,
             limiter,
         })
+    }
+
+    async fn http(&self) -> Result<&reqwest::Client, Error> {
+        self.http
+            .get_or_try_init(|| async {
+                let mut builder = reqwest::Client::builder()
+                    .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")))
+                    .timeout(self.opts.timeout)
+                    .connect_timeout(self.opts.timeout.min(Duration::from_secs(10)))
+                    .redirect(reqwest::redirect::Policy::none());
+                for root in self.roots.iter() {
+                    builder = builder.add_root_certificate(root.clone());
+                }
+                builder
+                    .build()
+                    .map_err(|e| Error::Setup(format!("cannot set up HTTPS: {e}")))
+            })
+            .await
     }
 
     /// `GET /order/certificate/{order_id}`.
@@ -261,7 +276,8 @@ impl Client {
             limiter.acquire().await;
         }
         let mut req = self
-            .http
+            .http()
+            .await?
             .request(method, format!("{}{path}", self.opts.url))
             .header("X-DC-DEVKEY", self.opts.api_key.expose())
             .header(

@@ -44,9 +44,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct CertCentral {
     pub url: ApiUrl,
-    /// Explicit `api_key_file`, with the byte offset of its value for error messages.
-    api_key_file: Option<(PathBuf, usize)>,
-    source: String,
+    /// Explicit `api_key_file`, with the line and column of its value for error messages.
+    api_key_file: Option<(PathBuf, (usize, usize))>,
     pub ca_file: Option<PathBuf>,
     pub timeout: Duration,
 }
@@ -169,9 +168,11 @@ impl CertCentral {
     /// `certcentral-api-key`, else `$CERTKEEPER_API_KEY`, else `/etc/certkeeper/api-key`.
     /// A key file readable by group or others is refused.
     pub fn api_key(&self, config_path: &Path) -> Result<ApiKey, ConfigError> {
-        if let Some((file, offset)) = &self.api_key_file {
-            return read_key_file(file)
-                .map_err(|m| ConfigError::at(config_path, &self.source, *offset, m));
+        if let Some((file, position)) = &self.api_key_file {
+            return read_key_file(file).map_err(|m| ConfigError {
+                position: Some(*position),
+                ..ConfigError::new(config_path, m)
+            });
         }
         if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
             let file = Path::new(&dir).join(CREDENTIAL_NAME);
@@ -252,11 +253,12 @@ impl Resolver<'_> {
         };
         let certcentral = CertCentral {
             url,
-            api_key_file: cc
-                .api_key_file
-                .as_ref()
-                .map(|f| (self.abs(f.get_ref()), f.span().start)),
-            source: self.source.to_owned(),
+            api_key_file: cc.api_key_file.as_ref().map(|f| {
+                (
+                    self.abs(f.get_ref()),
+                    error::line_column(self.source, f.span().start),
+                )
+            }),
             ca_file: cc.ca_file.as_deref().map(|p| self.abs(p)),
             timeout: cc.timeout.map_or(Duration::from_secs(30), |d| d.0),
         };

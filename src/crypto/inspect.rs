@@ -1,6 +1,9 @@
 //! Facts about certificates and keys: validity, names, public key, serial.
 
+use x509_parser::asn1_rs::{Any, Class, Tag};
 use x509_parser::prelude::*;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::Error;
 
@@ -131,6 +134,118 @@ pub fn parse_certificates(text: &str) -> Result<Vec<Vec<u8>>, Error> {
     Ok(out)
 }
 
+/// Whether the PEM private key `key_pem` belongs to the certificate `cert`.
+///
+/// Private key files carry their public half (PKCS#8 and SEC1 EC keys their public point, RSA
+/// keys their modulus and exponent), so the common case is a comparison of bytes, like
+/// `openssl x509 -modulus` against `openssl rsa -modulus`. Only a key without that (rare) is
+/// loaded with the crypto library, which derives its public key (a scalar multiplication for
+/// EC: the cost that made `status` slow over thousands of certificates).
+pub fn key_matches(key_pem: &str, cert: &CertFacts) -> bool {
+    match embedded_public_key(key_pem) {
+        Some(EmbeddedKey::Ec(point)) => SubjectPublicKeyInfo::from_der(&cert.spki)
+            .is_ok_and(|(_, spki)| spki.subject_public_key.data.as_ref() == point.as_slice()),
+        Some(EmbeddedKey::Rsa { n, e }) => {
+            SubjectPublicKeyInfo::from_der(&cert.spki).is_ok_and(|(_, spki)| {
+                matches!(spki.parsed(), Ok(PublicKey::RSA(rsa))
+                if unsigned(rsa.modulus) == unsigned(&n) && unsigned(rsa.exponent) == unsigned(&e))
+            })
+        }
+        None => key_spki(key_pem).is_ok_and(|spki| spki == cert.spki),
+    }
+}
+
+enum EmbeddedKey {
+    /// The EC public point (uncompressed or compressed, as written).
+    Ec(Vec<u8>),
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+}
+
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// The public key written inside a PKCS#8 (RFC 5208), SEC1 (RFC 5915) or PKCS#1 (RFC 8017)
+/// private key, if there is one.
+fn embedded_public_key(key_pem: &str) -> Option<EmbeddedKey> {
+    let block = ::pem::parse(key_pem).ok()?;
+    match block.tag() {
+        "PRIVATE KEY" => {
+            let info = der_elements(block.contents())?;
+            let algorithm = der_elements_raw(info.get(1)?.1)?;
+            let inner = info.get(2)?.1;
+            match algorithm.first()?.1 {
+                OID_EC_PUBLIC_KEY => ec_private_key(inner),
+                OID_RSA_ENCRYPTION => rsa_private_key(inner),
+                _ => None,
+            }
+        }
+        "EC PRIVATE KEY" => ec_private_key(block.contents()),
+        "RSA PRIVATE KEY" => rsa_private_key(block.contents()),
+        _ => None,
+    }
+}
+
+/// ECPrivateKey: `SEQUENCE { version, privateKey, [0] parameters OPTIONAL, [1] publicKey OPTIONAL }`.
+fn ec_private_key(der: &[u8]) -> Option<EmbeddedKey> {
+    let (_, public) = der_elements(der)?
+        .into_iter()
+        .find(|(tag, _)| *tag == 0xa1)?;
+    let (_, bits) = der_elements_raw(public)?
+        .into_iter()
+        .next()
+        .filter(|(tag, _)| *tag == 0x03)?;
+    // A BIT STRING's first byte counts the unused bits: 0 for a point.
+    let (unused, point) = bits.split_first()?;
+    (*unused == 0).then(|| EmbeddedKey::Ec(point.to_vec()))
+}
+
+/// RSAPrivateKey: `SEQUENCE { version, modulus, publicExponent, … }`.
+fn rsa_private_key(der: &[u8]) -> Option<EmbeddedKey> {
+    let parts = der_elements(der)?;
+    Some(EmbeddedKey::Rsa {
+        n: parts.get(1)?.1.to_vec(),
+        e: parts.get(2)?.1.to_vec(),
+    })
+}
+
+/// The (tag byte, content) of each element of the DER SEQUENCE `der`.
+fn der_elements(der: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let (_, seq) = Any::from_der(der).ok()?;
+    (seq.tag() == Tag::Sequence).then_some(())?;
+    der_elements_raw(seq.data)
+}
+
+/// Splits concatenated DER values into (identifier octet, content).
+fn der_elements_raw(mut der: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut out = Vec::new();
+    while !der.is_empty() {
+        let (rest, any) = Any::from_der(der).ok()?;
+        let h = &any.header;
+        let class = match h.class() {
+            Class::Universal => 0x00,
+            Class::Application => 0x40,
+            Class::ContextSpecific => 0x80,
+            Class::Private => 0xc0,
+        };
+        let tag = u8::try_from(h.tag().0).ok().filter(|t| *t < 0x1f)?;
+        out.push((
+            class | if h.is_constructed() { 0x20 } else { 0 } | tag,
+            any.data,
+        ));
+        der = rest;
+    }
+    Some(out)
+}
+
+/// An unsigned big-endian integer without leading zero bytes.
+fn unsigned(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
 /// The DER SubjectPublicKeyInfo of a PEM private key (PKCS#8, or PKCS#1 RSA).
 pub fn key_spki(key_pem: &str) -> Result<Vec<u8>, Error> {
     let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| Error::Parse {
@@ -145,4 +260,21 @@ pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
         &::pem::Pem::new(label, der),
         ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KeyType, SignatureHash};
+
+    /// The keys certkeeper writes carry their public half, so `key_matches` never needs the
+    /// slow path for them.
+    #[test]
+    fn own_keys_take_the_fast_path() {
+        for kt in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Rsa2048] {
+            let k = crate::crypto::new_key_and_csr(kt, SignatureHash::Sha256, "a.test", &[])
+                .expect("key");
+            assert!(embedded_public_key(&k.key_pem).is_some(), "{kt}");
+        }
+    }
 }

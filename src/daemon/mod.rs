@@ -35,7 +35,7 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
     let config = Config::load(config_path)?;
     let engine = Engine::from_config(&config)?;
     let mut d = Daemon::new(config, engine);
-    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(d.config.clone()));
+    let (config_tx, config_rx) = tokio::sync::watch::channel(d.config.clone());
     if let Some(addr) = d.config.daemon.metrics_listen {
         crate::metrics::start(addr, config_rx)
             .await
@@ -84,7 +84,7 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
                 Some(Event::Reload) => {
                     systemd::reloading();
                     d.reload(config_path);
-                    let _ = config_tx.send(Arc::new(d.config.clone()));
+                    let _ = config_tx.send(d.config.clone());
                     watch = watch::watch(&d.config, file_tx.clone());
                     systemd::ready(&d.summary());
                 }
@@ -116,7 +116,7 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
 }
 
 struct Daemon {
-    config: Config,
+    config: Arc<Config>,
     engine: Arc<Engine>,
     /// When each certificate is driven next (unix seconds).
     next: HashMap<CertName, i64>,
@@ -137,7 +137,7 @@ impl Daemon {
             .collect();
         let permits = Arc::new(Semaphore::new(config.daemon.concurrency));
         Self {
-            config,
+            config: Arc::new(config),
             engine: Arc::new(engine),
             next,
             running: HashSet::new(),
@@ -270,7 +270,7 @@ impl Daemon {
             warn!("[daemon] settings changed; they apply from the next check of each certificate");
         }
         self.engine = Arc::new(engine);
-        self.config = config;
+        self.config = Arc::new(config);
         info!(added, changed, removed, "configuration reloaded");
     }
 

@@ -118,10 +118,8 @@ pub fn disk_state(cert: &Certificate, journal: &Journal) -> (CertState, Option<C
             );
         }
     };
-    let key_matches = std::fs::read_to_string(&cert.files.key)
-        .ok()
-        .and_then(|k| crypto::key_spki(&k).ok())
-        .is_some_and(|spki| spki == facts.spki);
+    let key_matches =
+        std::fs::read_to_string(&cert.files.key).is_ok_and(|k| crypto::key_matches(&k, &facts));
     let key_created = journal.key_created.or_else(|| {
         std::fs::metadata(&cert.files.key)
             .and_then(|m| m.modified())
@@ -219,6 +217,19 @@ impl Engine {
     /// Advances `cert`'s renewal as far as it can go now.
     pub async fn drive(&self, cert: &Certificate, opts: DriveOptions) -> Result<Outcome, Error> {
         let store = self.store(cert);
+        // The common case, read-only and without the lock: idle and not due. Anything else is
+        // decided again under the lock, from a fresh journal.
+        if !opts.force {
+            let j = store.load()?;
+            if matches!(j.step, Step::Idle) && j.blocked.is_none() && j.last_error.is_none() {
+                let (assessment, _) = assess(cert, &self.daemon, &j, unix_now());
+                if assessment.due.is_none() {
+                    return Ok(Outcome::NotDue {
+                        next_check: assessment.next_check,
+                    });
+                }
+            }
+        }
         let _lock = store.lock().await?;
         let mut j = store.load()?;
         let mut force = opts.force;

@@ -9,5 +9,6 @@ mod daemon;
 mod deploy;
 mod fixtures;
 mod fleet;
+mod keys;
 mod order;
 mod renew;
