@@ -122,7 +122,7 @@ struct Daemon {
     next: HashMap<CertName, i64>,
     /// Certificates being driven now.
     running: HashSet<CertName>,
-    /// The last outcome per certificate, for STATUS= lines.
+    /// Pending or failing certificates and their last outcome, for STATUS= lines.
     last: HashMap<CertName, Outcome>,
     permits: Arc<Semaphore>,
 }
@@ -209,8 +209,14 @@ impl Daemon {
                 (now + poll_max).min(self.emergency_retry(cert, now))
             }
         };
-        if let Ok(o) = result {
-            self.last.insert(name.clone(), o);
+        // Only what STATUS= counts is kept: pending and failing certificates.
+        match result {
+            Ok(o @ (Outcome::Waiting { .. } | Outcome::Failed { .. })) => {
+                self.last.insert(name.clone(), o);
+            }
+            _ => {
+                self.last.remove(name);
+            }
         }
         self.next.insert(name.clone(), next.max(now));
     }

@@ -1,9 +1,11 @@
 //! Watches the folders of the configured certificate and key files, so that a file replaced by
 //! a person or another tool is re-assessed within seconds. Events are mapped to certificate
-//! names; the daemon debounces them.
+//! names (by looking them up in the shared configuration, so no paths are copied); the daemon
+//! debounces them.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
@@ -20,31 +22,27 @@ pub(super) struct FileWatch {
 
 /// Starts watching the parent folders of every configured file; sends the names of the
 /// certificates whose files changed.
-pub(super) fn watch(config: &Config, tx: mpsc::UnboundedSender<CertName>) -> FileWatch {
-    let files: Vec<(PathBuf, CertName)> = config
+pub(super) fn watch(config: &Arc<Config>, tx: mpsc::UnboundedSender<CertName>) -> FileWatch {
+    let dirs: BTreeSet<&Path> = config
         .certificates
         .iter()
-        .flat_map(|c| {
-            c.files
-                .all()
-                .into_iter()
-                .map(move |(_, p)| (p.to_path_buf(), c.name.clone()))
-        })
+        .flat_map(|c| c.files.all())
+        .filter_map(|(_, p)| p.parent())
         .collect();
-    let dirs: BTreeSet<PathBuf> = files
-        .iter()
-        .filter_map(|(p, _)| p.parent().map(Path::to_path_buf))
-        .collect();
+    let shared = config.clone();
     let handler = move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else { return };
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
-        for path in &event.paths {
-            for (file, name) in &files {
-                if path == file {
-                    let _ = tx.send(name.clone());
-                }
+        for cert in &shared.certificates {
+            if cert
+                .files
+                .all()
+                .iter()
+                .any(|(_, f)| event.paths.iter().any(|p| p == f))
+            {
+                let _ = tx.send(cert.name.clone());
             }
         }
     };
@@ -60,7 +58,7 @@ pub(super) fn watch(config: &Config, tx: mpsc::UnboundedSender<CertName>) -> Fil
     };
     let mut incomplete = false;
     for dir in dirs {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             // A folder that does not exist yet is created at the first install.
             tracing::debug!(dir = %dir.display(), error = %e, "cannot watch folder");
             incomplete = true;
