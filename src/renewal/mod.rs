@@ -772,17 +772,12 @@ impl Engine {
             .pending_spki(store)
             .map_err(|e| Failure::new(e, Step::Idle))?;
         let o = &attempt.order;
-        let list = match o.method {
-            Method::Reissue => self.client.list_reissues(o.order_id).await,
-            Method::Duplicate => self.client.list_duplicates(o.order_id).await,
-        }
-        .map_err(|e| Failure::new(e, stay.clone()))?;
+        let listed = self
+            .find_listed(o, &our_spki)
+            .await
+            .map_err(|e| Failure::new(e, stay.clone()))?;
         let now = unix_now();
-        if let Some(entry) = list
-            .certificates
-            .iter()
-            .find(|c| csr_matches(c.csr.as_deref(), &our_spki))
-        {
+        if let Some(entry) = listed {
             info!(cert = %cert.name, order_id = o.order_id, certificate_id = entry.id, "the earlier request was accepted; waiting for it, not sending another");
             return Ok(Step::Pending {
                 attempt,
@@ -852,66 +847,20 @@ impl Engine {
                     Some(id) if issued && current == Some(id) => Some(id),
                     // The reissue trap: "issued" with the old certificate means nothing yet.
                     None if issued && current.is_some() && current != o.certificate_id => current,
-                    _ if issued => {
-                        // Issued but not (yet) ours: look for our request in the reissue list.
-                        let list = self
-                            .client
-                            .list_reissues(o.order_id)
-                            .await
-                            .map_err(retry_here)?;
-                        match list
-                            .certificates
-                            .iter()
-                            .find(|c| csr_matches(c.csr.as_deref(), &our_spki))
-                        {
-                            Some(e) if e.status.eq_ignore_ascii_case("rejected") => {
-                                return Err(Failure::new(
-                                    Error::Other(format!(
-                                        "CertCentral rejected the reissue request on order {}",
-                                        o.order_id
-                                    )),
-                                    Step::Idle,
-                                ));
-                            }
-                            Some(e) if e.status.eq_ignore_ascii_case("issued") => Some(e.id),
-                            _ => None,
-                        }
-                    }
+                    // Issued but not (yet) ours: look for our request in the reissue list.
+                    _ if issued => self
+                        .listed_state(o, &our_spki)
+                        .await
+                        .map_err(retry_here)?
+                        .map_err(|e| Failure::new(e, Step::Idle))?,
                     _ => None,
                 }
             }
-            Method::Duplicate => {
-                let list = self
-                    .client
-                    .list_duplicates(o.order_id)
-                    .await
-                    .map_err(retry_here)?;
-                match list
-                    .certificates
-                    .iter()
-                    .find(|c| csr_matches(c.csr.as_deref(), &our_spki))
-                {
-                    Some(e) if e.status.eq_ignore_ascii_case("rejected") => {
-                        return Err(Failure::new(
-                            Error::Other(format!(
-                                "CertCentral rejected the duplicate request on order {}",
-                                o.order_id
-                            )),
-                            Step::Idle,
-                        ));
-                    }
-                    // Issued duplicates show "approved" in every example (§3.3); accept both.
-                    Some(e)
-                        if matches!(
-                            e.status.to_ascii_lowercase().as_str(),
-                            "approved" | "issued"
-                        ) =>
-                    {
-                        Some(e.id)
-                    }
-                    _ => None,
-                }
-            }
+            Method::Duplicate => self
+                .listed_state(o, &our_spki)
+                .await
+                .map_err(retry_here)?
+                .map_err(|e| Failure::new(e, Step::Idle))?,
         };
         let Some(id) = found else {
             let next = pending(polls);
@@ -938,6 +887,46 @@ impl Engine {
             not_after: chain.leaf.not_after,
             previous: self.live(cert).current(),
             attempt,
+        })
+    }
+
+    /// Our request in the order's reissue or duplicate list, found by the key in its CSR.
+    async fn find_listed(
+        &self,
+        o: &OrderSnapshot,
+        our_spki: &[u8],
+    ) -> Result<Option<certcentral::ListedCertificate>, certcentral::Error> {
+        let list = match o.method {
+            Method::Reissue => self.client.list_reissues(o.order_id).await,
+            Method::Duplicate => self.client.list_duplicates(o.order_id).await,
+        }?;
+        Ok(list
+            .certificates
+            .into_iter()
+            .find(|c| csr_matches(c.csr.as_deref(), our_spki)))
+    }
+
+    /// Where our listed request stands: its certificate id once issued (duplicates show
+    /// `approved`, §3.3; both count), an error once rejected, else nothing yet.
+    async fn listed_state(
+        &self,
+        o: &OrderSnapshot,
+        our_spki: &[u8],
+    ) -> Result<Result<Option<u64>, Error>, certcentral::Error> {
+        Ok(match self.find_listed(o, our_spki).await? {
+            Some(e) if e.status.eq_ignore_ascii_case("rejected") => Err(Error::Other(format!(
+                "CertCentral rejected the {} request on order {}",
+                o.method, o.order_id
+            ))),
+            Some(e)
+                if matches!(
+                    e.status.to_ascii_lowercase().as_str(),
+                    "issued" | "approved"
+                ) =>
+            {
+                Ok(Some(e.id))
+            }
+            _ => Ok(None),
         })
     }
 

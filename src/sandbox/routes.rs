@@ -129,6 +129,17 @@ fn errors(status: StatusCode, list: Vec<(String, String)>) -> Response {
     (status, axum::Json(json!({ "errors": list }))).into_response()
 }
 
+/// A JSON request body, or CertCentral's answer to a malformed one.
+fn json_body(body: &[u8]) -> Result<Value, Box<Response>> {
+    serde_json::from_slice(body).map_err(|_| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request_format",
+            "The request body could not be parsed as JSON.",
+        ))
+    })
+}
+
 fn not_found(what: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -230,12 +241,9 @@ async fn submit(
     body: Bytes,
     kind: SubmitKind,
 ) -> Response {
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_format",
-            "The request body could not be parsed as JSON.",
-        );
+    let body = match json_body(&body) {
+        Ok(v) => v,
+        Err(r) => return *r,
     };
     let cert = &body["certificate"];
     let mut missing = Vec::new();
@@ -500,12 +508,9 @@ async fn update_status(
     Path(order_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_format",
-            "The request body could not be parsed as JSON.",
-        );
+    let body = match json_body(&body) {
+        Ok(v) => v,
+        Err(r) => return *r,
     };
     if body["status"].as_str() != Some("canceled") {
         return error(
