@@ -1,34 +1,13 @@
 //! The binary: exit codes (0, 1, 78), messages with file:line:column, `status --json`.
 
-use std::process::Output;
-
-use crate::common::TestEnv;
-
-async fn certkeeper(env: &TestEnv, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-        .args(["-c", crate::common::path_str(&env.path("certkeeper.toml"))])
-        .args(args)
-        .env_remove("CERTKEEPER_API_KEY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .await
-        .expect("certkeeper runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::common::{TestEnv, text};
 
 /// A broken config exits 78 and points at the line and column.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_points_at_the_line() {
     let env = TestEnv::new().await;
     let cfg = env.write_config("", &env.cert("www", "key_type = \"rsa-1024\""));
-    let out = certkeeper(&env, &["check"]).await;
+    let out = env.certkeeper(&["check"]).await;
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     let line = std::fs::read_to_string(&cfg)
         .expect("cfg")
@@ -47,7 +26,7 @@ async fn key_file_permissions_are_enforced() {
     env.write_config("", &env.cert("www", ""));
     env.write_key(crate::common::API_KEY, 0o644);
     for cmd in [&["check"][..], &["renew"][..]] {
-        let out = certkeeper(&env, cmd).await;
+        let out = env.certkeeper(cmd).await;
         assert_eq!(out.status.code(), Some(78), "{cmd:?}: {}", text(&out));
         let msg = text(&out);
         assert!(
@@ -64,7 +43,7 @@ async fn key_file_permissions_are_enforced() {
         "nothing was sent with a refused key"
     );
     env.write_key(crate::common::API_KEY, 0o600);
-    let out = certkeeper(&env, &["check"]).await;
+    let out = env.certkeeper(&["check"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         text(&out).contains("www (order 1001, reissue): would renew now: certificate missing"),
@@ -79,7 +58,7 @@ async fn key_file_permissions_are_enforced() {
 async fn renew_and_status() {
     let env = TestEnv::new().await;
     env.write_config("", &env.cert("www", ""));
-    let out = certkeeper(&env, &["renew"]).await;
+    let out = env.certkeeper(&["renew"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         text(&out).contains("www: renewed: serial"),
@@ -87,7 +66,7 @@ async fn renew_and_status() {
         text(&out)
     );
 
-    let out = certkeeper(&env, &["status", "--json"]).await;
+    let out = env.certkeeper(&["status", "--json"]).await;
     assert_eq!(out.status.code(), Some(0));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let row = &rows[0];
@@ -102,17 +81,17 @@ async fn renew_and_status() {
     assert_eq!(row["stuck"], false);
 
     env.write_key("wrong", 0o600);
-    let out = certkeeper(&env, &["renew", "www", "--force"]).await;
+    let out = env.certkeeper(&["renew", "www", "--force"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("access_denied|access_denied_invalid_key: Access denied due to access_denied_invalid_key."), "{}", text(&out));
-    let out = certkeeper(&env, &["status"]).await;
+    let out = env.certkeeper(&["status"]).await;
     let t = text(&out);
     assert!(
         t.contains("failed") && t.contains("last error: CertCentral answered 403"),
         "{t}"
     );
 
-    let out = certkeeper(&env, &["renew", "nosuch"]).await;
+    let out = env.certkeeper(&["renew", "nosuch"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("no certificate named \"nosuch\""));
 }
@@ -130,7 +109,7 @@ async fn check_online() {
     })
     .await;
     env.write_config("", &env.cert("www", ""));
-    let out = certkeeper(&env, &["check", "--online"]).await;
+    let out = env.certkeeper(&["check", "--online"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         text(&out).contains("ok: the API key is accepted"),
@@ -147,7 +126,7 @@ async fn check_online() {
         .cert("dup", "method = \"duplicate\"")
         .replace("order_id = 1001", "order_id = 2002");
     env.write_config("", &format!("{}\n{dup}", env.cert("www", "")));
-    let out = certkeeper(&env, &["check", "--online"]).await;
+    let out = env.certkeeper(&["check", "--online"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("ERROR dup (order 2002)")
@@ -166,7 +145,7 @@ async fn check_online() {
     );
 
     env.write_key("wrong", 0o600);
-    let out = certkeeper(&env, &["check", "--online"]).await;
+    let out = env.certkeeper(&["check", "--online"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).contains("access_denied|access_denied_invalid_key"),

@@ -7,6 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use certkeeper::renewal::{DriveOptions, Outcome};
+
 use certkeeper::config::Config;
 use certkeeper::renewal::Engine;
 use certkeeper::sandbox::{Sandbox, SandboxConfig};
@@ -150,4 +152,57 @@ pub fn serial_of(path: &Path) -> String {
         .trim()
         .trim_start_matches("serial=")
         .to_owned()
+}
+
+impl TestEnv {
+    /// Runs the certkeeper binary on this environment's config, without an API key from the
+    /// test process's environment.
+    pub async fn certkeeper(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+            .args(["-c", path_str(&self.path("certkeeper.toml"))])
+            .args(args)
+            .env_remove("CERTKEEPER_API_KEY")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .await
+            .expect("certkeeper runs")
+    }
+
+    /// Asserts that `name` is blocked until its config changes: another drive fails at once,
+    /// with no retry time, and sends nothing to CertCentral.
+    pub async fn assert_blocked(&self, name: &str) {
+        let before = self.sandbox.requests().len();
+        let again = self
+            .engine()
+            .drive(
+                self.config().certificate(name).expect("configured"),
+                DriveOptions::default(),
+            )
+            .await
+            .expect("drive");
+        assert!(
+            matches!(
+                again,
+                Outcome::Failed {
+                    retry_at: i64::MAX,
+                    ..
+                }
+            ),
+            "{again:?}"
+        );
+        assert_eq!(
+            self.sandbox.requests().len(),
+            before,
+            "blocked until the config changes"
+        );
+    }
+}
+
+/// A command's stdout and stderr together.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }

@@ -3,10 +3,10 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{API_KEY, TestEnv, path_str, serial_of};
+use crate::common::{API_KEY, TestEnv, path_str, serial_of, text};
 
 /// A private nginx: own prefix and config, 127.0.0.1 on a free port, master in the foreground.
 struct Nginx {
@@ -141,25 +141,6 @@ impl Drop for Nginx {
     }
 }
 
-async fn certkeeper(env: &TestEnv, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-        .args(["-c", path_str(&env.path("certkeeper.toml"))])
-        .args(args)
-        .env_remove("CERTKEEPER_API_KEY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .await
-        .expect("certkeeper runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn snapshot(env: &TestEnv) -> Vec<Vec<u8>> {
     ["cert.pem", "key.pem", "chain.pem", "fullchain.pem"]
         .iter()
@@ -174,7 +155,7 @@ fn snapshot(env: &TestEnv) -> Vec<Vec<u8>> {
 async fn nginx_reload_verify_and_rollback() {
     let env = TestEnv::new().await;
     env.write_config("", &env.cert("www", ""));
-    let out = certkeeper(&env, &["renew"]).await;
+    let out = env.certkeeper(&["renew"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let nginx = Nginx::start(
         env.path("nginx"),
@@ -191,7 +172,7 @@ async fn nginx_reload_verify_and_rollback() {
         nginx.port
     );
     env.write_config("", &env.cert("www", &hooks));
-    let out = certkeeper(&env, &["renew", "--force"]).await;
+    let out = env.certkeeper(&["renew", "--force"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let second = serial_of(&env.path("certs/www/cert.pem"));
     assert_ne!(second, first);
@@ -209,7 +190,7 @@ async fn nginx_reload_verify_and_rollback() {
         "[\"sh\", \"-c\", \"echo config broken >&2; exit 1\"]",
     );
     env.write_config("", &env.cert("www", &failing));
-    let out = certkeeper(&env, &["renew", "--force"]).await;
+    let out = env.certkeeper(&["renew", "--force"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out)
@@ -227,7 +208,7 @@ async fn nginx_reload_verify_and_rollback() {
         second,
         "nginx still serves the previous certificate"
     );
-    let status = certkeeper(&env, &["status", "--json"]).await;
+    let status = env.certkeeper(&["status", "--json"]).await;
     let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
     assert_eq!(rows[0]["state"], "failed");
     assert!(
@@ -242,7 +223,7 @@ async fn nginx_reload_verify_and_rollback() {
         .replace(&nginx.toml_argv(&["-s", "reload"]), "[\"true\"]")
         .replace("hook_timeout = \"10s\"", "hook_timeout = \"2s\"");
     env.write_config("", &env.cert("www", &no_reload));
-    let out = certkeeper(&env, &["renew", "--force"]).await;
+    let out = env.certkeeper(&["renew", "--force"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("verify_endpoint failed")
@@ -258,7 +239,7 @@ async fn nginx_reload_verify_and_rollback() {
     // Fixed: the kept certificate is installed without a new request.
     let posts = env.sandbox.count("POST", "/reissue");
     env.write_config("", &env.cert("www", &hooks));
-    let out = certkeeper(&env, &["renew"]).await;
+    let out = env.certkeeper(&["renew"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
         env.sandbox.count("POST", "/reissue"),

@@ -106,30 +106,7 @@ async fn duplicate_rules_are_checked_locally() {
     );
     assert!(message.contains("ask for other.test"), "{message}");
     assert_eq!(env.sandbox.count("POST", "/duplicate"), 0);
-    let before = env.sandbox.requests().len();
-    let again = env
-        .engine()
-        .drive(
-            env.config().certificate("web").expect("web"),
-            DriveOptions::default(),
-        )
-        .await
-        .expect("drive");
-    assert!(
-        matches!(
-            again,
-            Outcome::Failed {
-                retry_at: i64::MAX,
-                ..
-            }
-        ),
-        "{again:?}"
-    );
-    assert_eq!(
-        env.sandbox.requests().len(),
-        before,
-        "blocked until the config changes"
-    );
+    env.assert_blocked("web").await;
     let status = certkeeper::status::rows(&env.config());
     assert!(
         status[0].stuck && status[0].state == "failed",
@@ -192,26 +169,7 @@ async fn ended_order_is_reported_and_not_retried() {
         ),
         "{message}"
     );
-    let before = env.sandbox.requests().len();
-    let again = env
-        .engine()
-        .drive(
-            env.config().certificate("www").expect("www"),
-            DriveOptions::default(),
-        )
-        .await
-        .expect("drive");
-    assert!(
-        matches!(
-            again,
-            Outcome::Failed {
-                retry_at: i64::MAX,
-                ..
-            }
-        ),
-        "{again:?}"
-    );
-    assert_eq!(env.sandbox.requests().len(), before);
+    env.assert_blocked("www").await;
     assert!(certkeeper::status::rows(&env.config())[0].stuck);
     // The operator moves the certificate to a new order.
     env.sandbox
