@@ -23,7 +23,7 @@ pub use signals::{Event, process_signals};
 
 use crate::config::{Certificate, Config};
 use crate::model::{CertName, fmt_time, unix_now};
-use crate::renewal::{DriveOptions, Engine, Outcome, Store};
+use crate::renewal::{DriveOptions, Engine, Outcome};
 
 /// How long a graceful stop waits for steps in progress (SPEC.md: stop within 10 s).
 const STOP_GRACE: Duration = Duration::from_secs(9);
@@ -224,9 +224,10 @@ impl Daemon {
     /// The emergency net: a certificate with under a twentieth of its life left is retried at
     /// least every `poll_max`, whatever the backoff says.
     fn emergency_retry(&self, cert: &Certificate, now: i64) -> i64 {
-        let store = Store::new(&self.config.daemon.state_dir, cert.name.as_str());
-        let journal = store.load().unwrap_or_default();
-        let (_, facts) = crate::renewal::assess(cert, &self.config.daemon, &journal, now);
+        // Only the installed certificate's dates matter here.
+        let facts = std::fs::read_to_string(&cert.files.cert)
+            .ok()
+            .and_then(|pem| crate::crypto::CertFacts::from_pem(&pem).ok());
         match facts {
             Some(f) if f.not_after - now < f.lifetime_secs() / 20 => {
                 now + self.config.daemon.poll_max.as_secs() as i64

@@ -245,17 +245,13 @@ impl Engine {
             }
             let result = match step {
                 Step::Idle => {
-                    if let Some(ended) = &j.blocked {
-                        if j.config_fingerprint.as_deref() == Some(&fingerprint(cert))
-                            && !opts.ignore_backoff
-                        {
-                            return Ok(Outcome::Failed {
-                                message: ended.clone(),
-                                retry_at: i64::MAX,
-                            });
+                    // Blocked is a backoff that never ends: `fail` recorded it with
+                    // `retry_at = i64::MAX`; a changed configuration lifts it.
+                    if j.blocked.is_some() {
+                        if let Some(still) = self.in_backoff(cert, &j, now, opts) {
+                            return Ok(still);
                         }
                         j.blocked = None;
-                        j.config_fingerprint = None;
                     }
                     let (assessment, _) = assess(cert, &self.daemon, &j, now);
                     let reason = match (force, assessment.due) {
@@ -302,7 +298,6 @@ impl Engine {
                     )
                     .await
                 }
-
                 Step::Issued {
                     attempt,
                     certificate_id,
@@ -435,7 +430,6 @@ impl Engine {
         let mut retry_at = now + delay.as_secs().max(1) as i64;
         if f.error.needs_config_change() {
             j.blocked = Some(message.clone());
-
             retry_at = i64::MAX;
         }
         j.config_fingerprint = Some(fingerprint(cert));
