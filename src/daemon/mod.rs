@@ -6,6 +6,7 @@
 //! `concurrency` at once) and its [`Outcome`] sets the next time. A failing certificate never
 //! delays the others. Reload is parse → validate → diff → swap: a bad file changes nothing.
 
+mod heap;
 mod signals;
 mod systemd;
 mod watch;
@@ -60,6 +61,9 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
                     Ok((name, result)) => d.finished(&name, result),
                     Err(e) => error!(error = %e, "a renewal task failed"),
                 }
+                if tasks.is_empty() {
+                    heap::release();
+                }
                 // Folders created by the first install become watchable.
                 if watch.incomplete {
                     watch = watch::watch(&d.config, file_tx.clone());
@@ -86,6 +90,7 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
                     d.reload(config_path);
                     let _ = config_tx.send(d.config.clone());
                     watch = watch::watch(&d.config, file_tx.clone());
+                    heap::release();
                     systemd::ready(&d.summary());
                 }
                 Some(Event::CheckNow) => {

@@ -187,8 +187,32 @@ async fn signals_readiness_and_file_watch() {
         serial(&www).is_some_and(|s| s != second)
     })
     .await;
-    assert!(d.log().contains("files changed on disk"), "{}", d.log());
+    assert!(
+        d.log()
+            .contains("files changed on disk; checking the certificate cert=www"),
+        "{}",
+        d.log()
+    );
     env.assert_installed_set_valid("www");
+
+    // Another tool moves a foreign certificate over api's, in a folder that did not exist when
+    // the configuration was reloaded (watched since api's first install).
+    let api = env.path("certs/api/cert.pem");
+    let api_first = serial(&api).expect("api serial");
+    let staged = env.path("certs/api/incoming.pem");
+    std::fs::copy(env.path("root.pem"), &staged).expect("stage");
+    std::fs::rename(&staged, &api).expect("mv over cert_file");
+    eventually("reissue after replacement", Duration::from_secs(15), || {
+        serial(&api).is_some_and(|s| s != api_first && s != root_serial)
+    })
+    .await;
+    assert!(
+        d.log()
+            .contains("files changed on disk; checking the certificate cert=api"),
+        "{}",
+        d.log()
+    );
+    env.assert_installed_set_valid("api");
 
     // SIGTERM: a clean, quick stop.
     let started = Instant::now();
