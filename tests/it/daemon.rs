@@ -77,6 +77,12 @@ impl Daemon {
     fn log(&self) -> String {
         self.log.lock().expect("log").clone()
     }
+
+    #[track_caller]
+    fn assert_logged(&self, line: &str) {
+        let log = self.log();
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
 }
 
 async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
@@ -129,11 +135,7 @@ async fn signals_readiness_and_file_watch() {
             .contains("the new configuration is invalid; keeping the old one")
     })
     .await;
-    assert!(
-        d.log().contains("concurrency must be at least 1"),
-        "{}",
-        d.log()
-    );
+    d.assert_logged("concurrency must be at least 1");
     assert!(d.child.try_wait().expect("wait").is_none(), "still running");
     assert!(d.notes().contains("RELOADING=1"), "{}", d.notes());
 
@@ -147,12 +149,7 @@ async fn signals_readiness_and_file_watch() {
         serial(&env.path("certs/api/cert.pem")).is_some()
     })
     .await;
-    assert!(
-        d.log()
-            .contains("configuration reloaded added=1 changed=0 removed=0"),
-        "{}",
-        d.log()
-    );
+    d.assert_logged("configuration reloaded added=1 changed=0 removed=0");
     assert_eq!(
         serial(&www).as_deref(),
         Some(first.as_str()),
@@ -172,13 +169,8 @@ async fn signals_readiness_and_file_watch() {
     })
     .await;
 
-    assert!(d.log().contains("checking every certificate now"));
-    assert!(
-        d.log()
-            .contains("key_file does not hold the certificate's key"),
-        "{}",
-        d.log()
-    );
+    d.assert_logged("checking every certificate now");
+    d.assert_logged("key_file does not hold the certificate's key");
     let second = serial(&www).expect("serial");
 
     // A person removes the certificate: noticed through the file watch within seconds.
@@ -187,12 +179,7 @@ async fn signals_readiness_and_file_watch() {
         serial(&www).is_some_and(|s| s != second)
     })
     .await;
-    assert!(
-        d.log()
-            .contains("files changed on disk; checking the certificate cert=www"),
-        "{}",
-        d.log()
-    );
+    d.assert_logged("files changed on disk; checking the certificate cert=www");
     env.assert_installed_set_valid("www");
 
     // Another tool moves a foreign certificate over api's, in a folder that did not exist when
@@ -206,12 +193,7 @@ async fn signals_readiness_and_file_watch() {
         serial(&api).is_some_and(|s| s != api_first && s != root_serial)
     })
     .await;
-    assert!(
-        d.log()
-            .contains("files changed on disk; checking the certificate cert=api"),
-        "{}",
-        d.log()
-    );
+    d.assert_logged("files changed on disk; checking the certificate cert=api");
     env.assert_installed_set_valid("api");
 
     // SIGTERM: a clean, quick stop.
