@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::model::unix_now;
-use crate::renewal::{self, Step, Store};
+use crate::renewal::{self, Step};
 
 /// The text exposition of every metric.
 pub fn render(config: &Config) -> String {
@@ -23,10 +23,12 @@ pub fn render(config: &Config) -> String {
     let mut pending = 0;
     for cert in &config.certificates {
         let labels = format!("name=\"{}\",order_id=\"{}\"", cert.name, cert.order_id);
-        let journal = Store::new(&config.daemon.state_dir, cert.name.as_str())
-            .load()
-            .unwrap_or_default();
-        let (assessment, facts) = renewal::assess(cert, &config.daemon, &journal, now);
+        let renewal::Observation {
+            journal,
+            assessment,
+            facts,
+            ..
+        } = renewal::observe(cert, &config.daemon, now);
         if let Some(f) = &facts {
             let _ = writeln!(
                 expiry,

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::config::{Certificate, Config};
 use crate::model::{fmt_time, unix_now};
-use crate::renewal::{self, Journal, Step, Store};
+use crate::renewal::{self, Step};
 
 /// One certificate's status. Field names are part of the `status --json` contract (README).
 #[derive(Debug, Clone, Serialize)]
@@ -61,12 +61,12 @@ pub fn rows(config: &Config) -> Vec<Row> {
 }
 
 fn row(config: &Config, cert: &Certificate, now: i64) -> Row {
-    let store = Store::new(&config.daemon.state_dir, cert.name.as_str());
-    let (journal, journal_error) = match store.load() {
-        Ok(j) => (j, None),
-        Err(e) => (Journal::default(), Some(e.to_string())),
-    };
-    let (assessment, facts) = renewal::assess(cert, &config.daemon, &journal, now);
+    let renewal::Observation {
+        journal,
+        journal_error,
+        assessment,
+        facts,
+    } = renewal::observe(cert, &config.daemon, now);
     let mut detail = assessment.due.as_ref().map(ToString::to_string);
     let mut next_check = Some(assessment.next_check);
     let (mut request_id, mut pending_since) = (None, None);

@@ -191,17 +191,6 @@ impl Client {
             .await
     }
 
-    /// `GET /certificate/{certificate_id}/chain`.
-    pub async fn chain(&self, certificate_id: u64) -> Result<ChainResponse, Error> {
-        self.json(
-            Method::GET,
-            &format!("/certificate/{certificate_id}/chain"),
-            None::<&()>,
-            Replay::Idempotent,
-        )
-        .await
-    }
-
     /// `GET /account`: the cheap credential check (§1).
     pub async fn account(&self) -> Result<serde_json::Value, Error> {
         self.json(Method::GET, "/account", None::<&()>, Replay::Idempotent)

@@ -134,13 +134,6 @@ pub struct ListedCertificate {
     pub sub_id: Option<Value>,
 }
 
-/// `GET /certificate/{id}/chain`: the first element is the end-entity certificate (§4).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct ChainResponse {
-    pub intermediates: Vec<ChainEntry>,
-}
-
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(lenient_opt_u64(d)?.unwrap_or_default())
 }

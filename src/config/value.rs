@@ -112,12 +112,6 @@ deserialize_from_str!(Mode);
 pub struct Argv(Vec<String>);
 
 impl Argv {
-    pub fn program(&self) -> &str {
-        &self.0[0]
-    }
-    pub fn args(&self) -> &[String] {
-        &self.0[1..]
-    }
     pub fn as_slice(&self) -> &[String] {
         &self.0
     }

@@ -79,13 +79,6 @@ impl CertFacts {
         Self::from_der(first)
     }
 
-    /// Whether every name in `names` appears among the certificate's DNS SANs.
-    pub fn covers(&self, names: &[String]) -> bool {
-        names
-            .iter()
-            .all(|n| self.dns_names.iter().any(|d| d.eq_ignore_ascii_case(n)))
-    }
-
     /// The names missing from the certificate, for error messages.
     pub fn missing<'a>(&self, names: &'a [String]) -> Vec<&'a str> {
         names

@@ -157,6 +157,32 @@ pub fn assess(
     (scheduler::assess(&state, &policy, now), facts)
 }
 
+/// What a reader (`status`, the metrics) sees of a certificate: its journal, or why it could
+/// not be read, and the scheduler's assessment.
+pub struct Observation {
+    pub journal: Journal,
+    /// The journal could not be read (`journal` is then the default, idle one).
+    pub journal_error: Option<String>,
+    pub assessment: Assessment,
+    /// The installed certificate, when it can be read.
+    pub facts: Option<CertFacts>,
+}
+
+/// Reads `cert`'s journal and files without taking its lock, and assesses it.
+pub fn observe(cert: &Certificate, daemon: &config::Daemon, now: i64) -> Observation {
+    let (journal, journal_error) = match Store::new(&daemon.state_dir, cert.name.as_str()).load() {
+        Ok(j) => (j, None),
+        Err(e) => (Journal::default(), Some(e.to_string())),
+    };
+    let (assessment, facts) = assess(cert, daemon, &journal, now);
+    Observation {
+        journal,
+        journal_error,
+        assessment,
+        facts,
+    }
+}
+
 /// Order statuses after which nothing can be renewed on the order (certcentral-api.md §3.1).
 pub const ORDER_ENDED: &[&str] = &["revoked", "expired", "canceled", "rejected", "denied"];
 

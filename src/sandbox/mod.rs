@@ -190,21 +190,9 @@ impl Sandbox {
         self.lock().faults.push(fault);
     }
 
-    /// Changes the lifetime of certificates issued from now on.
-    pub fn set_validity(&self, validity: Duration) {
-        self.lock().cfg.validity = validity;
-    }
-
     /// Adds an order.
     pub fn add_order(&self, spec: &OrderSpec) -> anyhow::Result<()> {
         self.lock().add_order(spec)
-    }
-
-    /// Changes the approval and issuance delays of requests made from now on.
-    pub fn set_delays(&self, approval: Duration, issuance: Duration) {
-        let mut s = self.lock();
-        s.cfg.approval_delay = approval;
-        s.cfg.issuance_delay = issuance;
     }
 
     /// Sets an order's status, as a person in the console or the passage of time would.
