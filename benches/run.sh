@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ ${1:-} == --smoke ]]; then
-  SMALL=50 LARGE=100 RUNS=3 IDLE=2 RENEWALS=50 LIMITED=20 KEYGEN=2 CERTBOT=0
+  SMALL=50 LARGE=100 RUNS=3 IDLE=2 IDLE_LARGE=2 RENEWALS=50 LIMITED=20 KEYGEN=2 CERTBOT=0
 else
-  SMALL=1000 LARGE=10000 RUNS=10 IDLE=120 RENEWALS=1000 LIMITED=400 KEYGEN=15 CERTBOT=1
+  SMALL=1000 LARGE=10000 RUNS=10 IDLE=120 IDLE_LARGE=10 RENEWALS=1000 LIMITED=400 KEYGEN=15 CERTBOT=1
 fi
 
 cargo build --release --locked --quiet
@@ -29,6 +29,8 @@ done
 
 echo "## daemon with $SMALL certificates: start to READY, then idle ${IDLE}s"
 measure daemon "$IDLE" -- "$bin" -c "$work/n$SMALL/certkeeper.toml" run
+echo "## daemon with $LARGE certificates: start to READY, then idle ${IDLE_LARGE}s"
+measure daemon "$IDLE_LARGE" -- "$bin" -c "$work/n$LARGE/certkeeper.toml" run
 
 if [[ $CERTBOT == 1 ]]; then
   if ! command -v certbot >/dev/null; then

@@ -13,6 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
 
+use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
@@ -95,6 +96,7 @@ pub(super) fn watch(config: &Arc<Config>, tx: mpsc::UnboundedSender<CertName>) -
     let mut seen: BTreeSet<&Path> = BTreeSet::new();
     let mut folders = Vec::new();
     let mut incomplete = false;
+    let mut unwatched: Option<(&Path, Errno, usize)> = None;
     for (cert, c) in config.certificates.iter().enumerate() {
         for (file, (_, path)) in c.files.all().into_iter().enumerate() {
             let Some(dir) = path.parent().filter(|d| seen.insert(d)) else {
@@ -102,15 +104,20 @@ pub(super) fn watch(config: &Arc<Config>, tx: mpsc::UnboundedSender<CertName>) -
             };
             match fd.get_ref().0.add_watch(dir, mask()) {
                 Ok(wd) => folders.push(Folder { wd, cert, file }),
+                // A folder that does not exist yet is created at the first install.
+                Err(Errno::ENOENT) => incomplete = true,
                 Err(e) => {
-                    // A folder that does not exist yet is created at the first install.
-                    tracing::debug!(dir = %dir.display(), error = %e, "cannot watch folder");
-                    incomplete = true;
+                    let (_, _, n) = unwatched.get_or_insert((dir, e, 0));
+                    *n += 1;
                 }
             }
         }
     }
     drop(seen);
+    if let Some((dir, error, folders)) = unwatched {
+        // ENOSPC: the fs.inotify.max_user_watches limit.
+        tracing::warn!(folders, first = %dir.display(), %error, "cannot watch some folders; changes there are seen at check_interval");
+    }
     // Two paths to one folder share a watch descriptor: keep both, sorted for lookup.
     folders.sort_by_key(|f| f.wd);
     folders.shrink_to_fit();
