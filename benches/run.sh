@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces every figure in BENCHMARKS.md on this machine:
-#   benches/run.sh            the full run (about 10 minutes; installs certbot and hyperfine-free)
+#   benches/run.sh            the full run (about 5 minutes once built; installs certbot)
 #   benches/run.sh --smoke    a small version for CI (no timing goals, no certbot)
 # Data is generated in a temporary folder (benches/fixture.rs) and removed afterwards.
 set -euo pipefail
