@@ -57,16 +57,23 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
         tokio::select! {
             () = tokio::time::sleep(sleep_for) => {}
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                match joined {
-                    Ok(done) => d.finished(done),
-                    Err(e) => error!(error = %e, "a renewal task failed"),
+                let installed = match joined {
+                    Ok(done) => {
+                        let installed = matches!(done.result, Ok(Outcome::Renewed { .. }));
+                        d.finished(done);
+                        installed
+                    }
+                    Err(e) => {
+                        error!(error = %e, "a renewal task failed");
+                        false
+                    }
+                };
+                // An installation creates missing folders: they become watchable.
+                if installed && watch.incomplete {
+                    watch = watch::watch(&d.config, file_tx.clone());
                 }
                 if tasks.is_empty() {
                     heap::release();
-                }
-                // Folders created by the first install become watchable.
-                if watch.incomplete {
-                    watch = watch::watch(&d.config, file_tx.clone());
                 }
                 systemd::status(&d.summary());
             }
