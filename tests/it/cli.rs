@@ -1,6 +1,6 @@
 //! The binary: exit codes (0, 1, 78), messages with file:line:column, `status --json`.
 
-use crate::common::{TestEnv, text};
+use crate::common::{TestEnv, assert_says, text};
 
 /// A broken config exits 78 and points at the line and column.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,7 +16,7 @@ async fn check_points_at_the_line() {
         .expect("line")
         + 1;
     let want = format!("{}:{line}:12: unknown variant `rsa-1024`", cfg.display());
-    assert!(text(&out).contains(&want), "{}", text(&out));
+    assert_says(&out, &want);
 }
 
 /// An API key file readable by others is refused with a clear message, exit 78.
@@ -45,10 +45,9 @@ async fn key_file_permissions_are_enforced() {
     env.write_key(crate::common::API_KEY, 0o600);
     let out = env.certkeeper(&["check"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("www (order 1001, reissue): would renew now: certificate missing"),
-        "{}",
-        text(&out)
+    assert_says(
+        &out,
+        "www (order 1001, reissue): would renew now: certificate missing",
     );
 }
 
@@ -60,11 +59,7 @@ async fn renew_and_status() {
     env.write_config("", &env.cert("www", ""));
     let out = env.certkeeper(&["renew"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("www: renewed: serial"),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, "www: renewed: serial");
 
     let out = env.certkeeper(&["status", "--json"]).await;
     assert_eq!(out.status.code(), Some(0));
@@ -83,7 +78,10 @@ async fn renew_and_status() {
     env.write_key("wrong", 0o600);
     let out = env.certkeeper(&["renew", "www", "--force"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("access_denied|access_denied_invalid_key: Access denied due to access_denied_invalid_key."), "{}", text(&out));
+    assert_says(
+        &out,
+        "access_denied|access_denied_invalid_key: Access denied due to access_denied_invalid_key.",
+    );
     let out = env.certkeeper(&["status"]).await;
     let t = text(&out);
     assert!(
@@ -93,7 +91,7 @@ async fn renew_and_status() {
 
     let out = env.certkeeper(&["renew", "nosuch"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("no certificate named \"nosuch\""));
+    assert_says(&out, "no certificate named \"nosuch\"");
 }
 
 /// `check --online` asks CertCentral, read-only: the key, each order, its end, duplicates,
@@ -111,16 +109,8 @@ async fn check_online() {
     env.write_config("", &env.cert("www", ""));
     let out = env.certkeeper(&["check", "--online"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("ok: the API key is accepted"),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        text(&out).contains("ok: www (order 1001): status issued, order ends"),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, "ok: the API key is accepted");
+    assert_says(&out, "ok: www (order 1001): status issued, order ends");
 
     let dup = env
         .cert("dup", "method = \"duplicate\"")
@@ -128,17 +118,9 @@ async fn check_online() {
     env.write_config("", &format!("{}\n{dup}", env.cert("www", "")));
     let out = env.certkeeper(&["check", "--online"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("ERROR dup (order 2002)")
-            && text(&out).contains("duplicates are not allowed"),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        text(&out).contains("warning dup: auto-reissue is on"),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, "ERROR dup (order 2002)");
+    assert_says(&out, "duplicates are not allowed");
+    assert_says(&out, "warning dup: auto-reissue is on");
     assert!(
         env.sandbox.requests().iter().all(|r| r.method == "GET"),
         "read-only"
@@ -147,11 +129,7 @@ async fn check_online() {
     env.write_key("wrong", 0o600);
     let out = env.certkeeper(&["check", "--online"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("access_denied|access_denied_invalid_key"),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, "access_denied|access_denied_invalid_key");
 
     // The packaged example has no certificates: valid without an API key.
     let packaged =
@@ -163,9 +141,5 @@ async fn check_online() {
         .await
         .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("no certificates configured yet"),
-        "{}",
-        text(&out)
-    );
+    assert_says(&out, "no certificates configured yet");
 }

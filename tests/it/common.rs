@@ -199,6 +199,13 @@ impl TestEnv {
 }
 
 /// A command's stdout and stderr together.
+/// Asserts that a command's output (stdout and stderr) contains `needle`; prints it otherwise.
+#[track_caller]
+pub fn assert_says(o: &Output, needle: &str) {
+    let t = text(o);
+    assert!(t.contains(needle), "no {needle:?} in the output:\n{t}");
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{API_KEY, TestEnv, path_str, serial_of, text};
+use crate::common::{API_KEY, TestEnv, assert_says, path_str, serial_of, text};
 
 /// A private nginx: own prefix and config, 127.0.0.1 on a free port, master in the foreground.
 struct Nginx {
@@ -225,13 +225,10 @@ async fn nginx_reload_verify_and_rollback() {
     env.write_config("", &env.cert("www", &no_reload));
     let out = env.certkeeper(&["renew", "--force"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("verify_endpoint failed")
-            && text(&out).contains(&format!(
-                "still presents another certificate (serial {second})"
-            )),
-        "{}",
-        text(&out)
+    assert_says(&out, "verify_endpoint failed");
+    assert_says(
+        &out,
+        &format!("still presents another certificate (serial {second})"),
     );
     assert_eq!(snapshot(&env), before);
     assert_eq!(nginx.served_serial(), second);
