@@ -250,6 +250,18 @@ impl fmt::Display for ApiUrl {
     }
 }
 
+/// A certificate's list of names: the common name first (when there is one), then each of
+/// `others` once.
+pub fn name_list(common_name: Option<String>, others: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = common_name.into_iter().collect();
+    for n in others {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
 /// A stable 64-bit hash (FNV-1a): for fingerprints and per-name jitter that must not change
 /// between runs or releases.
 pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
@@ -279,6 +291,20 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_list_puts_the_common_name_first_and_each_name_once() {
+        let others = [
+            "b.test".to_owned(),
+            "a.test".to_owned(),
+            "b.test".to_owned(),
+        ];
+        assert_eq!(
+            name_list(Some("a.test".into()), &others),
+            ["a.test", "b.test"]
+        );
+        assert_eq!(name_list(None, &others), ["b.test", "a.test"]);
+    }
 
     #[test]
     fn cert_names() {

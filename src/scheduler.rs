@@ -164,7 +164,6 @@ fn secs(d: Duration) -> i64 {
 /// and a restart does not move the date.
 pub fn jitter_offset(name: &str, jitter: Duration) -> i64 {
     let frac = (crate::model::fnv1a(name.bytes()) % 10_000) as f64 / 10_000.0;
-
     (secs(jitter) as f64 * frac) as i64
 }
 

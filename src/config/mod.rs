@@ -99,13 +99,10 @@ impl Certificate {
         if self.common_name.is_none() && self.dns_names.is_none() {
             return None;
         }
-        let mut names: Vec<String> = self.common_name.iter().cloned().collect();
-        for n in self.dns_names.iter().flatten() {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
-        Some(names)
+        Some(crate::model::name_list(
+            self.common_name.clone(),
+            self.dns_names.as_deref().unwrap_or_default(),
+        ))
     }
 }
 

@@ -25,7 +25,7 @@ use crate::config::{self, Certificate, FileRole};
 use crate::crypto::{self, CertFacts};
 use crate::hooks;
 use crate::install::{self, Live, Perms};
-use crate::model::{CertName, Method, SignatureHash, fmt_time, unix_now};
+use crate::model::{CertName, Method, SignatureHash, fmt_time, name_list, unix_now};
 use crate::scheduler::{self, Assessment, CertState, Policy};
 
 /// A renewal failure, in operator terms.
@@ -397,9 +397,9 @@ impl Engine {
         now: i64,
         opts: DriveOptions,
     ) -> Option<Outcome> {
-        let same_config = j.config_fingerprint.as_deref() == Some(fingerprint(cert).as_str());
+        let same_config = || j.config_fingerprint.as_deref() == Some(fingerprint(cert).as_str());
         match (j.retry_at, &j.last_error) {
-            (Some(at), Some(e)) if at > now && !opts.ignore_backoff && same_config => {
+            (Some(at), Some(e)) if at > now && !opts.ignore_backoff && same_config() => {
                 Some(Outcome::Failed {
                     message: e.message.clone(),
                     retry_at: at,
@@ -561,23 +561,15 @@ impl Engine {
                     Step::Idle,
                 )
             })?;
-        let mut names = vec![common_name.clone()];
-        for n in cert.dns_names.as_ref().unwrap_or(&oc.dns_names) {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
+        let names = name_list(
+            Some(common_name.clone()),
+            cert.dns_names.as_ref().unwrap_or(&oc.dns_names),
+        );
         if cert.method == Method::Duplicate {
-            let mut on_order: Vec<String> = oc
-                .common_name
-                .iter()
-                .map(|c| c.to_ascii_lowercase())
-                .collect();
-            for n in &oc.dns_names {
-                if !on_order.contains(n) {
-                    on_order.push(n.clone());
-                }
-            }
+            let on_order = name_list(
+                oc.common_name.as_ref().map(|c| c.to_ascii_lowercase()),
+                &oc.dns_names,
+            );
             duplicate_rules(&names, &on_order).map_err(|m| {
                 Failure::new(
                     Error::Config(format!(
