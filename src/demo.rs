@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::install::fs as ifs;
 use crate::renewal::{DriveOptions, Engine, Outcome};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::{daemon, model::fmt_time};
@@ -40,11 +39,10 @@ pub async fn run(dir: &Path, validity: Duration, once: bool) -> anyhow::Result<E
     .await?;
     let root = dir.join("sandbox-root.pem");
     std::fs::write(&root, sandbox.root_pem())?;
-    ifs::create_new(
-        &dir.join("api-key"),
+    crate::safefs::Dir::open(&dir, &crate::safefs::Trust::default())?.create_file(
+        "api-key",
         b"demo-key\n",
-        0o600,
-        ifs::Ownership::default(),
+        &crate::safefs::Spec::mode(0o600),
     )?;
     let config_path = dir.join("certkeeper.toml");
     std::fs::write(&config_path, config_text(&dir, &sandbox.url()))?;

@@ -34,6 +34,7 @@
 //! `malloc_trim` (`daemon::heap`).
 #![deny(unsafe_code)]
 
+pub mod acme;
 pub mod certcentral;
 pub mod cli;
 pub mod config;
@@ -46,6 +47,8 @@ pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod renewal;
+pub mod safefs;
 pub mod sandbox;
 pub mod scheduler;
 pub mod status;
+pub mod validation;

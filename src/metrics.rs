@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -21,8 +22,14 @@ pub fn render(config: &Config) -> String {
     let mut failures = String::new();
     let mut order_end = String::new();
     let mut pending = 0;
+    let mut validating = 0;
     for cert in &config.certificates {
-        let labels = format!("name=\"{}\",order_id=\"{}\"", cert.name, cert.order_id);
+        let labels = format!(
+            "name=\"{}\",order_id=\"{}\",issuer=\"{}\"",
+            cert.name,
+            cert.order_id().map(|o| o.to_string()).unwrap_or_default(),
+            cert.issuer_label()
+        );
         let renewal::Observation {
             journal,
             assessment,
@@ -73,8 +80,13 @@ pub fn render(config: &Config) -> String {
                 "certkeeper_order_expiration_timestamp_seconds{{{labels}}} {end}"
             );
         }
-        if matches!(journal.step, Step::Pending { .. }) {
-            pending += 1;
+        match journal.step {
+            Step::Pending { .. } => pending += 1,
+            Step::Validating { .. } => {
+                pending += 1;
+                validating += 1;
+            }
+            _ => {}
         }
     }
     let mut requests = String::new();
@@ -82,6 +94,13 @@ pub fn render(config: &Config) -> String {
         let _ = writeln!(
             requests,
             "certkeeper_certcentral_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+        );
+    }
+    let mut dcv = String::new();
+    for (result, n) in DCV_CHECKS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(
+            dcv,
+            "certkeeper_dcv_checks_total{{result=\"{result}\"}} {n}"
         );
     }
     let mut out = String::new();
@@ -121,8 +140,20 @@ pub fn render(config: &Config) -> String {
     family(
         "certkeeper_pending_requests",
         "gauge",
-        "Requests waiting at CertCentral for approval or issuance.",
+        "Requests waiting at the CA for approval, validation or issuance.",
         &format!("certkeeper_pending_requests {pending}\n"),
+    );
+    family(
+        "certkeeper_validations_in_progress",
+        "gauge",
+        "Certificates whose names are being validated (DCV or ACME challenges).",
+        &format!("certkeeper_validations_in_progress {validating}\n"),
+    );
+    family(
+        "certkeeper_dcv_checks_total",
+        "counter",
+        "DCV checks asked of CertCentral by this process, by result (valid, not_yet, error).",
+        &dcv,
     );
     family(
         "certkeeper_order_expiration_timestamp_seconds",
@@ -133,34 +164,83 @@ pub fn render(config: &Config) -> String {
     out
 }
 
+/// DCV checks asked of CertCentral by this process, by result.
+static DCV_CHECKS: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Counts one DCV check: `valid`, `not_yet` or `error`.
+pub fn count_dcv_check(result: &'static str) {
+    *DCV_CHECKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(result)
+        .or_default() += 1;
+}
+
+/// Connections served at once; more are closed at once (a local user cannot exhaust the
+/// daemon's file descriptors through the metrics port).
+pub const MAX_CONNECTIONS: usize = 16;
+/// A client must send its request headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection lives at most this long.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Binds `addr` (so a bad address fails the start) and serves `/metrics` from a task, with the
-/// latest configuration.
+/// latest configuration: at most [`MAX_CONNECTIONS`] connections, one request each, headers
+/// within 5 s, 10 s in all.
 pub async fn start(addr: SocketAddr, config: watch::Receiver<Arc<Config>>) -> std::io::Result<()> {
-    use axum::routing::get;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let config = config.borrow().clone();
-            async move {
-                let body = tokio::task::spawn_blocking(move || render(&config))
-                    .await
-                    .unwrap_or_default();
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    body,
-                )
-            }
-        }),
-    );
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the metrics endpoint failed");
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the metrics endpoint cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                drop(stream);
+                continue;
+            };
+            let config = config.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let config = config.borrow().clone();
+                    async move { Ok::<_, std::convert::Infallible>(respond(&req, config).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+                drop(permit);
+            });
         }
     });
     Ok(())
+}
+
+async fn respond(
+    req: &hyper::Request<hyper::body::Incoming>,
+    config: Arc<Config>,
+) -> hyper::Response<axum::body::Body> {
+    let mut resp = hyper::Response::new(axum::body::Body::empty());
+    if req.uri().path() != "/metrics" {
+        *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
+        return resp;
+    }
+    let body = tokio::task::spawn_blocking(move || render(&config))
+        .await
+        .unwrap_or_default();
+    *resp.body_mut() = axum::body::Body::from(body);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }

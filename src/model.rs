@@ -141,6 +141,76 @@ impl fmt::Display for SignatureHash {
     }
 }
 
+/// How CertCentral checks that the order's names are under our control (dcv.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DcvMethod {
+    /// Validation happens elsewhere (a person, prevalidated domains).
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// `http://NAME/.well-known/pki-validation/fileauth.txt` holds the random value.
+    #[serde(rename = "http-token")]
+    HttpToken,
+    /// A TXT record holds the random value.
+    #[serde(rename = "dns-txt-token")]
+    DnsTxtToken,
+    /// `_dnsauth.NAME` is a CNAME to `RANDOM.dcv.digicert.com`.
+    #[serde(rename = "dns-cname-token")]
+    DnsCnameToken,
+}
+
+impl DcvMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::HttpToken => "http-token",
+            Self::DnsTxtToken => "dns-txt-token",
+            Self::DnsCnameToken => "dns-cname-token",
+        }
+    }
+
+    /// Whether the method publishes DNS records.
+    pub fn is_dns(self) -> bool {
+        matches!(self, Self::DnsTxtToken | Self::DnsCnameToken)
+    }
+}
+
+impl fmt::Display for DcvMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An ACME challenge type certkeeper completes (RFC 8555 §8.3, §8.4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChallengeType {
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    #[serde(rename = "dns-01")]
+    Dns01,
+}
+
+impl ChallengeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http01 => "http-01",
+            Self::Dns01 => "dns-01",
+        }
+    }
+}
+
+impl fmt::Display for ChallengeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The domain a name is validated at: `*.example.com` at `example.com` (dcv.md; RFC 8555 §7.1.3).
+pub fn validation_domain(name: &str) -> &str {
+    name.strip_prefix("*.").unwrap_or(name)
+}
+
 /// What an installed file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileRole {

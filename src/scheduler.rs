@@ -2,14 +2,29 @@
 //! (unix seconds); it never reads the clock or the disk, so it is tested as a table.
 //!
 //! A certificate is due (SPEC.md "When a certificate is renewed") when its file is missing or
-//! unreadable, it expires within `renew_before` plus its jitter, its key does not match, its
-//! names differ from the configured ones, or its key is older than `rotate_key_after`.
+//! unreadable, its key does not match, its names differ from the configured ones, or its
+//! renewal time has come: it expires within `renew_before` plus its jitter, its key is older
+//! than `rotate_key_after`, or (ACME with ARI, RFC 9773) the CA's window says so.
+//!
+//! Two rules keep a policy from renewing in a loop when lifetimes shrink under it (a fleet
+//! configured for 397-day certificates meeting 47-day ones):
+//!
+//! - the lead (`renew_before` plus jitter) is capped at half the certificate's lifetime;
+//! - no time-based reason fires before half the lifetime has passed since the certificate's
+//!   start or its last renewal, whichever is later.
+//!
+//! So a freshly issued certificate is never due by time, whatever the configuration says. With
+//! ARI, the CA's window replaces `renew_before`, and a safety net remains: renew regardless once
+//! a twentieth of the lifetime is left (as certmagic does).
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::config::RenewBefore;
 use crate::model::fmt_time;
+
+/// The longest certkeeper waits before asking an ACME CA for its renewal window again.
+pub const ARI_REFRESH_MAX: Duration = Duration::from_secs(86_400);
 
 /// What is on disk for one certificate.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +40,18 @@ pub enum CertState {
         key_matches: bool,
         /// When the key was created (unix seconds), if known.
         key_created: Option<i64>,
+        /// When a renewal last completed, if known.
+        last_renewed: Option<i64>,
     },
+}
+
+/// The CA's suggested renewal time for one certificate (ACME ARI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ari {
+    /// The serial of the certificate the window is for.
+    pub serial: String,
+    /// The point in the window chosen to renew at.
+    pub at: i64,
 }
 
 /// The renewal policy of one certificate.
@@ -39,17 +65,42 @@ pub struct Policy<'a> {
     /// Configured names (common name first), if the config names them.
     pub expected_names: Option<&'a [String]>,
     pub check_interval: Duration,
+    pub ari: Option<Ari>,
 }
 
 /// Why a certificate is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DueReason {
     Missing(String),
-    Expiring { not_after: i64, renew_at: i64 },
+    Expiring {
+        not_after: i64,
+        renew_at: i64,
+    },
     KeyMismatch,
-    NamesDiffer { missing: Vec<String> },
-    KeyRotation { age_days: i64 },
+    NamesDiffer {
+        missing: Vec<String>,
+    },
+    KeyRotation {
+        age_days: i64,
+    },
+    /// The ACME CA's renewal window (ARI) has come.
+    RenewalWindow {
+        at: i64,
+    },
+    /// Under a twentieth of the lifetime is left (the safety net beside ARI).
+    SafetyNet {
+        not_after: i64,
+    },
     Forced,
+}
+
+impl DueReason {
+    /// Whether nobody asked for this renewal and no time rule calls for it: the file is gone
+    /// or replaced. Such renewals are rate-limited, and the links are repaired first when the
+    /// live certificate is intact.
+    pub fn is_unrequested(&self) -> bool {
+        matches!(self, Self::Missing(_) | Self::KeyMismatch)
+    }
 }
 
 impl fmt::Display for DueReason {
@@ -76,7 +127,44 @@ impl fmt::Display for DueReason {
             Self::KeyRotation { age_days } => {
                 write!(f, "key is {age_days} days old (rotate_key_after)")
             }
+            Self::RenewalWindow { at } => write!(
+                f,
+                "the CA's renewal window (ARI) says renew now (chosen time {})",
+                fmt_time(*at)
+            ),
+            Self::SafetyNet { not_after } => write!(
+                f,
+                "expires {} with under a twentieth of its lifetime left",
+                fmt_time(*not_after)
+            ),
             Self::Forced => f.write_str("forced"),
+        }
+    }
+}
+
+/// Which rule set the renewal time, for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// `renew_before` (plus jitter).
+    RenewBefore,
+    /// `renew_before` capped at half the lifetime.
+    HalfLife,
+    /// `rotate_key_after`.
+    RotateKey,
+    /// The ACME CA's window (ARI).
+    Ari,
+    /// The twentieth-of-the-lifetime safety net beside ARI.
+    SafetyNet,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RenewBefore => "renew_before",
+            Self::HalfLife => "half-life cap",
+            Self::RotateKey => "rotate_key_after",
+            Self::Ari => "ari",
+            Self::SafetyNet => "safety net",
         }
     }
 }
@@ -85,20 +173,31 @@ impl fmt::Display for DueReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assessment {
     pub due: Option<DueReason>,
-    /// When the certificate becomes due by time (expiry or key age), if it exists.
+    /// When the certificate becomes due by time, if it exists.
     pub renew_at: Option<i64>,
+    /// The rule that set `renew_at`.
+    pub rule: Option<Rule>,
     /// When to look again: `now` if due, else the earlier of `renew_at` and the check interval.
     pub next_check: i64,
+    /// A policy value that does not fit this certificate (said by `check` and the log).
+    pub note: Option<String>,
 }
 
-/// Assesses one certificate.
-pub fn assess(state: &CertState, policy: &Policy<'_>, now: i64) -> Assessment {
-    let (not_before, not_after, names, key_matches, key_created) = match state {
+/// Assesses one certificate. `serial` is the installed certificate's, to match an ARI window.
+pub fn assess(
+    state: &CertState,
+    policy: &Policy<'_>,
+    serial: Option<&str>,
+    now: i64,
+) -> Assessment {
+    let (not_before, not_after, names, key_matches, key_created, last_renewed) = match state {
         CertState::Missing(why) => {
             return Assessment {
                 due: Some(DueReason::Missing(why.clone())),
                 renew_at: None,
+                rule: None,
                 next_check: now,
+                note: None,
             };
         }
         CertState::Present {
@@ -107,16 +206,71 @@ pub fn assess(state: &CertState, policy: &Policy<'_>, now: i64) -> Assessment {
             names,
             key_matches,
             key_created,
-        } => (*not_before, *not_after, names, *key_matches, *key_created),
+            last_renewed,
+        } => (
+            *not_before,
+            *not_after,
+            names,
+            *key_matches,
+            *key_created,
+            *last_renewed,
+        ),
     };
-    let lifetime = Duration::from_secs(u64::try_from(not_after - not_before).unwrap_or(0));
-    let lead = secs(policy.renew_before.lead(lifetime)) + jitter_offset(policy.name, policy.jitter);
-    let expiry_at = not_after - lead;
+    let lifetime = not_after.saturating_sub(not_before).max(0);
+    let half = lifetime / 2;
+    // No time-based reason before half the lifetime since the start or the last renewal.
+    let started = last_renewed
+        .filter(|t| *t <= now)
+        .map_or(not_before, |t| t.max(not_before));
+    let floor = started.saturating_add(half);
+
+    let configured = secs(
+        policy
+            .renew_before
+            .lead(Duration::from_secs(u64::try_from(lifetime).unwrap_or(0))),
+    )
+    .saturating_add(jitter_offset(policy.name, policy.jitter));
+    let mut note = None;
+    let lead = if configured > half {
+        note = Some(format!(
+            "renew_before ({}) plus jitter exceeds half of this certificate's {} lifetime: it is renewed at half its life instead",
+            policy.renew_before,
+            humantime::format_duration(Duration::from_secs(u64::try_from(lifetime).unwrap_or(0)))
+        ));
+        half
+    } else {
+        configured
+    };
     let rotate_at = match (policy.rotate_key_after, key_created) {
-        (Some(after), Some(created)) => Some(created + secs(after)),
+        (Some(after), Some(created)) => Some(created.saturating_add(secs(after)).max(floor)),
         _ => None,
     };
-    let renew_at = rotate_at.map_or(expiry_at, |r| r.min(expiry_at));
+    let ari = policy
+        .ari
+        .as_ref()
+        .filter(|a| Some(a.serial.as_str()) == serial);
+    let mut candidates: Vec<(i64, Rule)> = Vec::with_capacity(3);
+    match ari {
+        Some(a) => {
+            candidates.push((a.at, Rule::Ari));
+            candidates.push((not_after.saturating_sub(lifetime / 20), Rule::SafetyNet));
+        }
+        None => {
+            let rule = if note.is_some() {
+                Rule::HalfLife
+            } else {
+                Rule::RenewBefore
+            };
+            candidates.push((not_after.saturating_sub(lead).max(floor), rule));
+        }
+    }
+    if let Some(r) = rotate_at {
+        candidates.push((r, Rule::RotateKey));
+    }
+    let (renew_at, rule) = candidates
+        .into_iter()
+        .min_by_key(|(t, _)| *t)
+        .unwrap_or((not_after, Rule::RenewBefore));
 
     let due = if !key_matches {
         Some(DueReason::KeyMismatch)
@@ -131,28 +285,34 @@ pub fn assess(state: &CertState, policy: &Policy<'_>, now: i64) -> Assessment {
         .filter(|m| !m.is_empty())
     {
         Some(DueReason::NamesDiffer { missing })
-    } else if now >= expiry_at {
-        Some(DueReason::Expiring {
-            not_after,
-            renew_at: expiry_at,
+    } else if now >= renew_at {
+        Some(match rule {
+            Rule::RenewBefore | Rule::HalfLife => DueReason::Expiring {
+                not_after,
+                renew_at,
+            },
+            Rule::RotateKey => DueReason::KeyRotation {
+                age_days: key_created.map_or(0, |c| now.saturating_sub(c) / 86_400),
+            },
+            Rule::Ari => DueReason::RenewalWindow { at: renew_at },
+            Rule::SafetyNet => DueReason::SafetyNet { not_after },
         })
     } else {
-        match (rotate_at, key_created) {
-            (Some(r), Some(created)) if now >= r => Some(DueReason::KeyRotation {
-                age_days: (now - created) / 86_400,
-            }),
-            _ => None,
-        }
+        None
     };
     let next_check = if due.is_some() {
         now
     } else {
-        renew_at.min(now + secs(policy.check_interval)).max(now)
+        renew_at
+            .min(now.saturating_add(secs(policy.check_interval)))
+            .max(now)
     };
     Assessment {
         due,
         renew_at: Some(renew_at),
+        rule: Some(rule),
         next_check,
+        note,
     }
 }
 
@@ -167,9 +327,23 @@ pub fn jitter_offset(name: &str, jitter: Duration) -> i64 {
     (secs(jitter) as f64 * frac) as i64
 }
 
+/// A random point in an ARI window `[start, end)`, never before `now` (RFC 9773 §4.2: "select
+/// a uniform random time within the suggested window").
+pub fn ari_point(start: i64, end: i64, now: i64, unit: f64) -> i64 {
+    let start = start.max(now);
+    if end <= start {
+        return start;
+    }
+    let span = end.saturating_sub(start) as f64;
+    start
+        .saturating_add((span * unit.clamp(0.0, 1.0)) as i64)
+        .min(end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const DAY: i64 = 86_400;
 
@@ -186,20 +360,26 @@ mod tests {
             names: names.iter().map(|s| (*s).to_owned()).collect(),
             key_matches,
             key_created,
+            last_renewed: None,
+        }
+    }
+
+    fn policy<'a>(names: &'a [String]) -> Policy<'a> {
+        Policy {
+            name: "www",
+            renew_before: RenewBefore::DEFAULT,
+            jitter: Duration::ZERO,
+            rotate_key_after: Some(Duration::from_secs(60 * DAY as u64)),
+            expected_names: Some(names),
+            check_interval: Duration::from_secs(6 * 3600),
+            ari: None,
         }
     }
 
     #[test]
     fn table() {
         let names = vec!["a.test".to_owned(), "b.test".to_owned()];
-        let policy = Policy {
-            name: "www",
-            renew_before: RenewBefore::DEFAULT,
-            jitter: Duration::ZERO,
-            rotate_key_after: Some(Duration::from_secs(60 * DAY as u64)),
-            expected_names: Some(&names),
-            check_interval: Duration::from_secs(6 * 3600),
-        };
+        let policy = policy(&names);
         struct Case {
             what: &'static str,
             state: CertState,
@@ -272,20 +452,20 @@ mod tests {
             Case {
                 what: "key rotation",
                 state: present(0, 400 * DAY, &ab, true, Some(0)),
-                now: 61 * DAY,
-                due: Some(DueReason::KeyRotation { age_days: 61 }),
-                next_check: 61 * DAY,
+                now: 200 * DAY,
+                due: Some(DueReason::KeyRotation { age_days: 200 }),
+                next_check: 200 * DAY,
             },
             Case {
-                what: "rotation date caps next check",
+                what: "rotation waits for half the lifetime",
                 state: present(0, 400 * DAY, &ab, true, Some(0)),
-                now: 60 * DAY - 10,
+                now: 199 * DAY,
                 due: None,
-                next_check: 60 * DAY,
+                next_check: 199 * DAY + 6 * 3600,
             },
         ];
         for c in cases {
-            let a = assess(&c.state, &policy, c.now);
+            let a = assess(&c.state, &policy, None, c.now);
             assert_eq!((a.due, a.next_check), (c.due, c.next_check), "{}", c.what);
         }
     }
@@ -299,6 +479,7 @@ mod tests {
             rotate_key_after: None,
             expected_names: None,
             check_interval: Duration::from_secs(6 * 3600),
+            ari: None,
         };
         let j = jitter_offset("www", policy.jitter);
         assert!((0..3600).contains(&j));
@@ -307,7 +488,136 @@ mod tests {
             jitter_offset("api", policy.jitter)
         );
         let state = present(0, 90 * DAY, &["x"], true, None);
-        assert_eq!(assess(&state, &policy, 60 * DAY - j - 1).due, None);
-        assert!(assess(&state, &policy, 60 * DAY - j).due.is_some());
+        assert_eq!(assess(&state, &policy, None, 60 * DAY - j - 1).due, None);
+        assert!(assess(&state, &policy, None, 60 * DAY - j).due.is_some());
+    }
+
+    /// One-hour certificates with `renew_before = "2h"` (the loop of 136 reissues in 15 s):
+    /// the lead is capped at half the lifetime, and the note says why.
+    #[test]
+    fn a_lead_longer_than_the_lifetime_is_capped() {
+        let names = vec!["x".to_owned()];
+        let mut p = policy(&names);
+        p.renew_before = RenewBefore::Before(Duration::from_secs(7200));
+        p.rotate_key_after = None;
+        let state = present(0, 3600, &["x"], true, Some(0));
+        let fresh = assess(&state, &p, None, 1);
+        assert_eq!(fresh.due, None, "a fresh certificate is never due by time");
+        assert_eq!(
+            (fresh.renew_at, fresh.rule),
+            (Some(1800), Some(Rule::HalfLife))
+        );
+        assert!(
+            fresh
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("exceeds half")),
+            "{fresh:?}"
+        );
+        assert!(assess(&state, &p, None, 1800).due.is_some());
+    }
+
+    /// After a renewal, no time-based reason fires again before half the new lifetime, even
+    /// when the CA backdates `not_before` (a duplicate keeps the original's dates).
+    #[test]
+    fn no_time_based_renewal_before_half_life_since_the_last() {
+        let names = vec!["x".to_owned()];
+        let p = policy(&names);
+        let state = CertState::Present {
+            not_before: 0,
+            not_after: 90 * DAY,
+            names: vec!["x".into()],
+            key_matches: true,
+            key_created: Some(70 * DAY),
+            last_renewed: Some(70 * DAY),
+        };
+        assert_eq!(assess(&state, &p, None, 71 * DAY).due, None);
+    }
+
+    #[test]
+    fn ari_replaces_renew_before_with_a_safety_net() {
+        let names = vec!["x".to_owned()];
+        let mut p = policy(&names);
+        p.rotate_key_after = None;
+        let state = present(0, 100 * DAY, &["x"], true, Some(0));
+        p.ari = Some(Ari {
+            serial: "AA".into(),
+            at: 80 * DAY,
+        });
+        let a = assess(&state, &p, Some("AA"), DAY);
+        assert_eq!((a.renew_at, a.rule), (Some(80 * DAY), Some(Rule::Ari)));
+        assert_eq!(
+            assess(&state, &p, Some("AA"), 80 * DAY).due,
+            Some(DueReason::RenewalWindow { at: 80 * DAY })
+        );
+        // A window later than the safety net: the net wins.
+        p.ari = Some(Ari {
+            serial: "AA".into(),
+            at: 99 * DAY,
+        });
+        let a = assess(&state, &p, Some("AA"), DAY);
+        assert_eq!(
+            (a.renew_at, a.rule),
+            (Some(95 * DAY), Some(Rule::SafetyNet))
+        );
+        // A window for another certificate is ignored.
+        let a = assess(&state, &p, Some("BB"), DAY);
+        assert_eq!(a.rule, Some(Rule::RenewBefore));
+    }
+
+    #[test]
+    fn ari_points_are_inside_the_window_and_never_past() {
+        assert_eq!(ari_point(100, 200, 0, 0.0), 100);
+        assert_eq!(ari_point(100, 200, 0, 1.0), 200);
+        assert_eq!(ari_point(100, 200, 150, 0.5), 175);
+        assert_eq!(
+            ari_point(100, 200, 300, 0.5),
+            300,
+            "a past window means now"
+        );
+    }
+
+    fn renew_before() -> impl Strategy<Value = RenewBefore> {
+        prop_oneof![
+            (0u64..=3650 * DAY as u64).prop_map(|s| RenewBefore::Before(Duration::from_secs(s))),
+            (1u32..100).prop_map(|p| RenewBefore::Share(f64::from(p) / 100.0)),
+        ]
+    }
+
+    proptest! {
+        /// No accepted configuration (any lead, jitter and rotation within the config's bounds)
+        /// makes a freshly issued certificate due, whatever its lifetime.
+        #[test]
+        fn a_fresh_certificate_is_never_due(
+            lifetime in 60i64..(4000 * DAY),
+            age_share in 0.0f64..0.49,
+            rb in renew_before(),
+            jitter in 0u64..=(30 * DAY as u64),
+            rotate in proptest::option::of(3600u64..=(3650 * DAY as u64)),
+            not_before in 0i64..(100_000 * DAY),
+        ) {
+            let names = vec!["x".to_owned()];
+            let p = Policy {
+                name: "www",
+                renew_before: rb,
+                jitter: Duration::from_secs(jitter),
+                rotate_key_after: rotate.map(Duration::from_secs),
+                expected_names: Some(&names),
+                check_interval: Duration::from_secs(3600),
+                ari: None,
+            };
+            let now = not_before + (lifetime as f64 * age_share) as i64;
+            let state = CertState::Present {
+                not_before,
+                not_after: not_before + lifetime,
+                names: names.clone(),
+                key_matches: true,
+                key_created: Some(not_before),
+                last_renewed: Some(not_before),
+            };
+            let a = assess(&state, &p, None, now);
+            prop_assert_eq!(a.due, None);
+            prop_assert!(a.next_check >= now);
+        }
     }
 }

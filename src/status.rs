@@ -11,7 +11,10 @@ use crate::renewal::{self, Step};
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub name: String,
-    pub order_id: u64,
+    /// `certcentral` or `acme:NAME`.
+    pub issuer: String,
+    /// The CertCentral order (for ACME: DigiCert's `orderId`, if any).
+    pub order_id: Option<u64>,
     pub method: String,
     /// `ok`, `due`, `pending`, `renewing` or `failed`.
     pub state: &'static str,
@@ -21,17 +24,42 @@ pub struct Row {
     pub not_after: Option<String>,
     pub days_left: Option<i64>,
     pub key_age_days: Option<i64>,
-    /// The journal's step (`idle`, `key_ready`, `submitting`, `pending`, `issued`, `installed`).
+    /// The journal's step (`idle`, `key_ready`, `submitting`, `pending`, `validating`,
+    /// `issued`, `installed`, `rolling_back`).
     pub step: &'static str,
     pub request_id: Option<u64>,
     pub pending_since: Option<String>,
+    /// While names are being validated: how, which names, what is published, the CA's answer.
+    pub validation: Option<ValidationRow>,
+    /// A call being retried right now, with its error.
+    pub retrying: Option<String>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
     pub failures: u32,
     pub last_success: Option<String>,
     pub next_check: Option<String>,
-    /// Needs a person: the order ended, five failures in a row, or pending for over 3 days.
+    /// The rule that set the renewal time (`renew_before`, `half-life cap`,
+    /// `rotate_key_after`, `ari`, `safety net`).
+    pub renewal_rule: Option<&'static str>,
+    /// When the certificate becomes due by time.
+    pub renew_at: Option<String>,
+    /// A policy value that does not fit the installed certificate.
+    pub note: Option<String>,
+    /// Needs a person: blocked until the configuration changes, five failures in a row, or a
+    /// request pending for more than three days.
     pub stuck: bool,
+}
+
+/// A validation in progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationRow {
+    /// `http-token`, `dns-txt-token`, `dns-cname-token`, `http-01` or `dns-01`.
+    pub method: String,
+    pub unvalidated: Vec<String>,
+    /// What is published, and where.
+    pub published: Vec<String>,
+    pub last_answer: Option<String>,
+    pub next_check: String,
 }
 
 /// The status of every configured certificate, in config order. Certificates are read on as
@@ -66,19 +94,31 @@ fn row(config: &Config, cert: &Certificate, now: i64) -> Row {
         journal_error,
         assessment,
         facts,
+        retrying,
     } = renewal::observe(cert, &config.daemon, now);
     let mut detail = assessment.due.as_ref().map(ToString::to_string);
     let mut next_check = Some(assessment.next_check);
-    let (mut request_id, mut pending_since) = (None, None);
+    let (mut request_id, mut pending_since, mut validation) = (None, None, None);
     let failed = journal.last_error.is_some() && journal.retry_at.is_some();
+    let method = match &cert.issuer {
+        crate::config::Issuer::CertCentral { .. } => cert.validation.dcv_method.to_string(),
+        crate::config::Issuer::Acme { challenge, .. } => challenge.to_string(),
+    };
     let state = match &journal.step {
+        _ if failed || journal_error.is_some() => {
+            next_check = journal.retry_at.filter(|t| *t != i64::MAX);
+            if journal.step.request().is_some() {
+                detail = Some(format!("while {}", renewal::waiting_for(&journal.step)));
+            }
+            "failed"
+        }
         Step::Pending {
-            request_id: r,
+            request,
             since,
             next_poll,
             ..
         } => {
-            request_id = *r;
+            request_id = request.request_id();
             pending_since = Some(fmt_time(*since));
             next_check = Some(*next_poll);
             detail = Some(format!(
@@ -87,20 +127,58 @@ fn row(config: &Config, cert: &Certificate, now: i64) -> Row {
             ));
             "pending"
         }
-        _ if failed || journal_error.is_some() => {
-            next_check = journal.retry_at.filter(|t| *t != i64::MAX);
-            "failed"
+        Step::Validating {
+            request,
+            validation: v,
+            ..
+        } => {
+            request_id = request.request_id();
+            pending_since = Some(fmt_time(v.since));
+            next_check = Some(v.next_check);
+            detail = Some(format!(
+                "waiting for {}",
+                renewal::waiting_for(&journal.step)
+            ));
+            validation = Some(ValidationRow {
+                method,
+                unvalidated: v.unvalidated.clone(),
+                published: journal
+                    .published
+                    .iter()
+                    .map(|p| p.what.describe())
+                    .collect(),
+                last_answer: v.last_answer.clone(),
+                next_check: fmt_time(v.next_check),
+            });
+            "pending"
         }
         Step::Idle if assessment.due.is_some() => "due",
         Step::Idle => "ok",
         _ => "renewing",
     };
-    let pending_long =
-        matches!(journal.step, Step::Pending { since, .. } if now - since > 3 * 86_400);
+    if !journal.published.is_empty() && validation.is_none() {
+        let left: Vec<String> = journal
+            .published
+            .iter()
+            .map(|p| match &p.cleanup_error {
+                Some(e) => format!("{} (cleanup failed: {e})", p.what.describe()),
+                None => p.what.describe(),
+            })
+            .collect();
+        detail = Some(format!(
+            "{}; awaiting cleanup: {}",
+            detail.unwrap_or_default(),
+            left.join(", ")
+        ));
+    }
+    let pending_long = journal.step.request().is_some()
+        && pending_since_of(&journal.step)
+            .is_some_and(|since| now - since > renewal::notify_stuck_pending_secs());
     Row {
         name: cert.name.to_string(),
-        order_id: cert.order_id,
-        method: cert.method.to_string(),
+        issuer: cert.issuer_label(),
+        order_id: cert.order_id(),
+        method: cert.method().to_string(),
         state,
         detail,
         serial: facts.as_ref().map(|f| f.serial.clone()),
@@ -115,13 +193,28 @@ fn row(config: &Config, cert: &Certificate, now: i64) -> Row {
         step: journal.step.name(),
         request_id,
         pending_since,
+        validation,
+        retrying: retrying.map(|r| format!("{} step: {}", r.step, r.message)),
         last_error: journal_error
             .or_else(|| journal.last_error.as_ref().map(|e| e.message.clone())),
         last_error_at: journal.last_error.as_ref().map(|e| fmt_time(e.at)),
         failures: journal.failures,
         last_success: journal.last_success.map(fmt_time),
         next_check: next_check.map(fmt_time),
-        stuck: journal.blocked.is_some() || journal.failures >= 5 || pending_long,
+        renewal_rule: assessment.rule.map(|r| r.as_str()),
+        renew_at: assessment.renew_at.map(fmt_time),
+        note: assessment.note,
+        stuck: journal.blocked.is_some()
+            || journal.failures >= renewal::notify_stuck_failures()
+            || pending_long,
+    }
+}
+
+fn pending_since_of(step: &Step) -> Option<i64> {
+    match step {
+        Step::Pending { since, .. } => Some(*since),
+        Step::Validating { validation, .. } => Some(validation.since),
+        _ => None,
     }
 }
 
@@ -131,20 +224,38 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:>10} {:<9} {:<9} {:<20} {:>5} {:>7}  {:<20}  DETAIL",
-        "NAME", "ORDER", "METHOD", "STATE", "NOT_AFTER", "DAYS", "KEY_AGE", "NEXT_CHECK"
+        "{:<16} {:<14} {:<9} {:<9} {:<20} {:>5} {:>7}  {:<20}  DETAIL",
+        "NAME", "ISSUER/ORDER", "METHOD", "STATE", "NOT_AFTER", "DAYS", "KEY_AGE", "NEXT_CHECK"
     );
     for r in rows {
-        let detail = match (&r.last_error, &r.detail) {
-            (Some(e), _) if r.state == "failed" => format!("last error: {e}"),
+        let mut detail = match (&r.last_error, &r.detail) {
+            (Some(e), Some(d)) if r.state == "failed" => format!("last error: {e} ({d})"),
+            (Some(e), None) if r.state == "failed" => format!("last error: {e}"),
             (_, Some(d)) => d.clone(),
             _ => String::new(),
         };
+        if let Some(v) = &r.validation {
+            let _ = write!(detail, "; {}", v.method);
+            if !v.published.is_empty() {
+                let _ = write!(detail, "; published: {}", v.published.join(", "));
+            }
+        }
+        if let Some(retry) = &r.retrying {
+            let _ = write!(detail, "; retrying {retry}");
+        }
+        if let Some(note) = &r.note {
+            let _ = write!(detail, "; note: {note}");
+        }
+        let issuer = match (&r.order_id, r.issuer.as_str()) {
+            (Some(o), "certcentral") => o.to_string(),
+            (Some(o), i) => format!("{i}/{o}"),
+            (None, i) => i.to_owned(),
+        };
         let _ = writeln!(
             out,
-            "{:<16} {:>10} {:<9} {:<9} {:<20} {:>5} {:>7}  {:<20}  {}{}",
+            "{:<16} {:<14} {:<9} {:<9} {:<20} {:>5} {:>7}  {:<20}  {}{}",
             r.name,
-            r.order_id,
+            issuer,
             r.method,
             r.state,
             r.not_after.as_deref().unwrap_or("-"),

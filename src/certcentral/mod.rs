@@ -29,6 +29,13 @@ use crate::model::{ApiKey, ApiUrl, OrderId};
 /// Download formats (§4). `pem_noroot` is leaf + intermediates.
 pub const FORMAT_PEM_NOROOT: &str = "pem_noroot";
 
+/// The largest answer accepted: CertCentral's JSON and PEM answers are KiBs.
+pub const BODY_LIMIT: u64 = 1024 * 1024;
+
+/// Called when a call fails and is about to be retried (the error, the wait before the next
+/// attempt), so that a caller can show what is being retried while it happens.
+pub type RetryObserver = Arc<dyn Fn(&Error, Duration) + Send + Sync>;
+
 /// How to reach CertCentral.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -68,6 +75,7 @@ pub struct Client {
     roots: Arc<Vec<reqwest::Certificate>>,
     opts: ClientOptions,
     limiter: Option<Arc<limit::Limiter>>,
+    observer: Option<RetryObserver>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,7 +108,16 @@ impl Client {
             roots: Arc::new(roots),
             opts,
             limiter,
+            observer: None,
         })
+    }
+
+    /// This client, reporting each retry to `observer`.
+    pub fn observed(&self, observer: RetryObserver) -> Self {
+        Self {
+            observer: Some(observer),
+            ..self.clone()
+        }
     }
 
     async fn http(&self) -> Result<&reqwest::Client, Error> {
@@ -210,6 +227,69 @@ impl Client {
         .map(drop)
     }
 
+    /// `PUT /order/certificate/{order_id}/dcv-random-value`: the order's random value, a new
+    /// one if the last expired (dcv.md).
+    pub async fn dcv_random_value(&self, order_id: OrderId) -> Result<DcvRandomValue, Error> {
+        self.json(
+            Method::PUT,
+            &format!("/order/certificate/{order_id}/dcv-random-value"),
+            None::<&()>,
+            Replay::Idempotent,
+        )
+        .await
+    }
+
+    /// `PUT /order/certificate/{order_id}/dcv-method`: switch a pending order's DCV method;
+    /// token methods answer with the random value (dcv.md).
+    pub async fn set_dcv_method(
+        &self,
+        order_id: OrderId,
+        method: &str,
+    ) -> Result<DcvRandomValue, Error> {
+        let body = serde_json::json!({ "dcv_method": method });
+        self.json(
+            Method::PUT,
+            &format!("/order/certificate/{order_id}/dcv-method"),
+            Some(&body),
+            Replay::Idempotent,
+        )
+        .await
+    }
+
+    /// `PUT /order/certificate/{order_id}/check-dcv`: ask CertCentral to check now. A `400`
+    /// `invalid_dns_txt` or `file_random_value_not_found` means "not yet" (dcv.md).
+    pub async fn check_dcv(&self, order_id: OrderId) -> Result<CheckDcv, Error> {
+        self.json(
+            Method::PUT,
+            &format!("/order/certificate/{order_id}/check-dcv"),
+            None::<&()>,
+            Replay::Idempotent,
+        )
+        .await
+    }
+
+    /// `GET /domain/{domain_id}?include_dcv=true&include_validation=true`.
+    pub async fn domain_info(&self, domain_id: u64) -> Result<DomainInfo, Error> {
+        self.json(
+            Method::GET,
+            &format!("/domain/{domain_id}?include_dcv=true&include_validation=true"),
+            None::<&()>,
+            Replay::Idempotent,
+        )
+        .await
+    }
+
+    /// `GET /request/{request_id}`.
+    pub async fn request_info(&self, request_id: u64) -> Result<RequestInfo, Error> {
+        self.json(
+            Method::GET,
+            &format!("/request/{request_id}"),
+            None::<&()>,
+            Replay::Idempotent,
+        )
+        .await
+    }
+
     async fn json<T: DeserializeOwned, B: Serialize>(
         &self,
         method: Method,
@@ -246,6 +326,9 @@ impl Client {
                         return Err(e);
                     }
                     let wait = self.opts.retry.delay_now(attempt - 1, e.retry_after());
+                    if let Some(observe) = &self.observer {
+                        observe(&e, wait);
+                    }
                     warn!(error = %e, wait = %humantime::format_duration(round(wait)), attempt, "CertCentral call failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -295,11 +378,7 @@ impl Client {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-        let text = resp.text().await.map_err(|e| Error::Transport {
-            endpoint: endpoint.clone(),
-            detail: error_chain(&e),
-            maybe_processed: true,
-        })?;
+        let text = read_body(resp, &endpoint).await?;
         debug!(%endpoint, status = status.as_u16(), "CertCentral answered");
         if status.is_success() {
             return Ok(text);
@@ -324,6 +403,37 @@ impl Client {
             },
         })
     }
+}
+
+/// Reads an answer's body, refusing one larger than [`BODY_LIMIT`] (announced or not).
+async fn read_body(mut resp: reqwest::Response, endpoint: &str) -> Result<String, Error> {
+    let too_big = || Error::Decode {
+        endpoint: endpoint.to_owned(),
+        detail: format!("the answer is larger than {BODY_LIMIT} bytes; refusing it"),
+    };
+    if resp.content_length().is_some_and(|n| n > BODY_LIMIT) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > BODY_LIMIT {
+                    return Err(too_big());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Error::Transport {
+                    endpoint: endpoint.to_owned(),
+                    detail: error_chain(&e),
+                    maybe_processed: true,
+                });
+            }
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Reads the `{"errors":[…]}` envelope; tolerates `errors` as a single object (§5).

@@ -22,6 +22,97 @@ pub struct OrderInfo {
     #[serde(deserialize_with = "object_or_empty_array")]
     pub product: Product,
     pub is_multi_year_plan: Option<Value>,
+    /// Whether a request waits on the order (the metadata-sync model, §3.1).
+    pub has_pending_request: Option<bool>,
+    /// The order's DCV method and random value, where order info carries them (dcv.md).
+    pub dcv_method: Option<String>,
+    pub dcv_random_value: Option<String>,
+    /// The order's domains, where order info lists them (shape not documented: lenient).
+    #[serde(deserialize_with = "lenient_list")]
+    pub domains: Vec<OrderDomain>,
+}
+
+impl OrderInfo {
+    /// Whether the order is a Multi-year Plan (`is_multi_year_plan` is the string `"1"`, §8).
+    pub fn is_multi_year_plan(&self) -> bool {
+        match &self.is_multi_year_plan {
+            Some(Value::String(s)) => s.trim() == "1",
+            Some(Value::Number(n)) => n.as_u64() == Some(1),
+            Some(Value::Bool(b)) => *b,
+            _ => false,
+        }
+    }
+}
+
+/// A domain of an order, as order info may list it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct OrderDomain {
+    #[serde(deserialize_with = "lenient_opt_u64")]
+    pub id: Option<u64>,
+    pub name: String,
+    pub dcv_status: Option<String>,
+}
+
+/// `PUT …/dcv-random-value` and `PUT …/dcv-method` (dcv.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DcvRandomValue {
+    pub dcv_random_value: String,
+    /// ISO-8601, e.g. `2026-12-31T16:25:52+00:00`.
+    pub expiration_date: Option<String>,
+}
+
+/// `PUT …/check-dcv` (dcv.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CheckDcv {
+    pub order_status: Option<String>,
+    #[serde(deserialize_with = "lenient_opt_u64")]
+    pub certificate_id: Option<u64>,
+    pub dcv_status: Option<String>,
+    pub dns_name_validations: Vec<NameValidation>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NameValidation {
+    pub dns_name: String,
+    pub status: String,
+}
+
+/// `GET /domain/{id}?include_dcv=true&include_validation=true` (dcv.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DomainInfo {
+    #[serde(deserialize_with = "lenient_u64")]
+    pub id: u64,
+    pub name: String,
+    pub dcv_method: Option<String>,
+    pub validations: Vec<DomainValidation>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DomainValidation {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub status: Option<String>,
+    /// `yyyy-MM-dd` (or ISO-8601).
+    pub validated_until: Option<String>,
+}
+
+/// `GET /request/{request_id}` (§3.4).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RequestInfo {
+    #[serde(deserialize_with = "lenient_u64")]
+    pub id: u64,
+    pub status: String,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub processor_comment: Option<String>,
 }
 
 /// The order's current primary certificate.
@@ -166,6 +257,21 @@ where
         Value::Array(a) if a.is_empty() => Ok(T::default()),
         Value::Null => Ok(T::default()),
         v => serde_json::from_value(v).map_err(serde::de::Error::custom),
+    }
+}
+
+/// A list that may arrive as anything else (absent, `null`, an object): empty then.
+fn lenient_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match Value::deserialize(d)? {
+        Value::Array(a) => Ok(a
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect()),
+        _ => Ok(Vec::new()),
     }
 }
 

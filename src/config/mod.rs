@@ -12,17 +12,18 @@ pub mod value;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
-use raw::{RawCertificate, RawConfig};
+use raw::{RawAcme, RawCertificate, RawConfig, RawDnsUpdate};
 use toml::Spanned;
-pub use value::{Argv, Endpoint, Mode, RenewBefore};
+pub use value::{Argv, DnsServer, Endpoint, Mode, RenewBefore};
 
 pub use crate::model::FileRole;
-use crate::model::{ApiKey, ApiUrl, CertName, KeyType, Method, OrderId, SignatureHash};
+use crate::model::{
+    ApiKey, ApiUrl, CertName, ChallengeType, DcvMethod, KeyType, Method, OrderId, SignatureHash,
+};
 
 /// Where the config lives unless `-c` or `$CERTKEEPER_CONFIG` say otherwise.
 pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";
@@ -30,6 +31,8 @@ pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";
 pub const DEFAULT_URL: &str = "https://www.digicert.com/services/v2";
 /// The systemd credential name holding the API key (`LoadCredential=`).
 pub const CREDENTIAL_NAME: &str = "certcentral-api-key";
+/// The most renewals in progress at once.
+pub const MAX_CONCURRENCY: usize = 256;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -37,6 +40,8 @@ pub struct Config {
     pub path: PathBuf,
     pub certcentral: CertCentral,
     pub daemon: Daemon,
+    pub acme: Vec<Acme>,
+    pub dns_updates: Vec<DnsUpdate>,
     pub certificates: Vec<Certificate>,
 }
 
@@ -63,12 +68,80 @@ pub struct Daemon {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// `[[acme]]`: an ACME CA certificates can come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acme {
+    pub name: CertName,
+    /// The directory URL (HTTPS; plain HTTP only to loopback).
+    pub directory: ApiUrl,
+    /// External Account Binding, sent only when the account is created.
+    pub eab: Option<Eab>,
+    pub contact: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub profile: Option<String>,
+}
+
+/// External Account Binding credentials: the key id and where its HMAC key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eab {
+    pub kid: String,
+    pub hmac_key_file: PathBuf,
+}
+
+/// `[[dns_update]]`: a server that takes RFC 2136 updates signed with a TSIG key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsUpdate {
+    pub name: CertName,
+    pub server: DnsServer,
+    pub tsig_key_file: PathBuf,
+    /// The zone to update; found with an SOA query when not set.
+    pub zone: Option<String>,
+}
+
+/// Where a certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issuer {
+    /// A CertCentral order, renewed through the Services API.
+    CertCentral { order_id: OrderId, method: Method },
+    /// An ACME CA (`[[acme]]` of that name). `order` is DigiCert's `?action=…&orderId=N`.
+    Acme {
+        acme: String,
+        challenge: ChallengeType,
+        order: Option<(OrderId, Method)>,
+    },
+}
+
+/// How the certificate's names are validated, and where records are published.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Validation {
+    /// CertCentral's method (`none` for ACME certificates, which use their `challenge`).
+    pub dcv_method: DcvMethod,
+    pub http_root: Option<PathBuf>,
+    pub dns: Option<DnsPublisher>,
+    /// `dns-txt-token`: TXT at the name itself (`false`, DigiCert's documented place) or at
+    /// `_dnsauth.NAME` (`true`).
+    pub dnsauth_label: bool,
+    pub dns_resolver: Option<DnsServer>,
+    pub propagation_timeout: Duration,
+}
+
+/// How DNS records are published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsPublisher {
+    /// `dns_publish` / `dns_cleanup` commands, run once per record.
+    Hooks {
+        publish: Argv,
+        cleanup: Option<Argv>,
+    },
+    /// RFC 2136 through the `[[dns_update]]` of this name.
+    Update(String),
+}
+
 /// One `[[certificate]]`, with every default resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Certificate {
     pub name: CertName,
-    pub order_id: OrderId,
-    pub method: Method,
+    pub issuer: Issuer,
     pub common_name: Option<String>,
     pub dns_names: Option<Vec<String>>,
     pub key_type: KeyType,
@@ -90,6 +163,11 @@ pub struct Certificate {
     pub reload: Option<Argv>,
     pub verify_endpoint: Option<Endpoint>,
     pub hook_timeout: Duration,
+    pub validation: Validation,
+    /// Run when the certificate enters `failed`, and again when it turns `STUCK`.
+    pub on_failure: Option<Argv>,
+    /// Run after a renewal is complete.
+    pub on_renewed: Option<Argv>,
 }
 
 impl Certificate {
@@ -103,6 +181,38 @@ impl Certificate {
             self.common_name.clone(),
             self.dns_names.as_deref().unwrap_or_default(),
         ))
+    }
+
+    /// The CertCentral order the certificate is renewed on, if any.
+    pub fn order_id(&self) -> Option<OrderId> {
+        match &self.issuer {
+            Issuer::CertCentral { order_id, .. } => Some(*order_id),
+            Issuer::Acme { order, .. } => order.map(|(id, _)| id),
+        }
+    }
+
+    /// Reissue or duplicate (for ACME: DigiCert's `action`, else reissue).
+    pub fn method(&self) -> Method {
+        match &self.issuer {
+            Issuer::CertCentral { method, .. } => *method,
+            Issuer::Acme { order, .. } => order.map_or(Method::Reissue, |(_, m)| m),
+        }
+    }
+
+    /// The `[[acme]]` the certificate comes from, if it is an ACME certificate.
+    pub fn acme(&self) -> Option<&str> {
+        match &self.issuer {
+            Issuer::Acme { acme, .. } => Some(acme),
+            Issuer::CertCentral { .. } => None,
+        }
+    }
+
+    /// `certcentral` or `acme:NAME`, for status and logs.
+    pub fn issuer_label(&self) -> String {
+        match &self.issuer {
+            Issuer::CertCentral { .. } => "certcentral".into(),
+            Issuer::Acme { acme, .. } => format!("acme:{acme}"),
+        }
     }
 }
 
@@ -131,9 +241,9 @@ impl Files {
 }
 
 impl Config {
-    /// Reads and validates the config at `path`.
+    /// Reads and validates the config at `path` (a regular file of bounded size).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let source = std::fs::read_to_string(path)
+        let source = crate::safefs::read_to_string(path, crate::safefs::CONFIG_LIMIT)
             .map_err(|e| ConfigError::new(path, format!("cannot read the configuration: {e}")))?;
         Self::parse(path, &source)
     }
@@ -157,6 +267,21 @@ impl Config {
 
     pub fn certificate(&self, name: &str) -> Option<&Certificate> {
         self.certificates.iter().find(|c| c.name.as_str() == name)
+    }
+
+    pub fn acme(&self, name: &str) -> Option<&Acme> {
+        self.acme.iter().find(|a| a.name.as_str() == name)
+    }
+
+    pub fn dns_update(&self, name: &str) -> Option<&DnsUpdate> {
+        self.dns_updates.iter().find(|d| d.name.as_str() == name)
+    }
+
+    /// Whether any certificate is renewed through the CertCentral API (and needs its key).
+    pub fn uses_certcentral(&self) -> bool {
+        self.certificates
+            .iter()
+            .any(|c| matches!(c.issuer, Issuer::CertCentral { .. }))
     }
 }
 
@@ -192,19 +317,7 @@ impl CertCentral {
 }
 
 fn read_key_file(file: &Path) -> Result<ApiKey, String> {
-    let meta = std::fs::metadata(file)
-        .map_err(|e| format!("cannot read API key file {}: {e}", file.display()))?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "API key file {} is readable by group or others (mode {:04o}); run: chmod 600 {}",
-            file.display(),
-            mode & 0o7777,
-            file.display()
-        ));
-    }
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read API key file {}: {e}", file.display()))?;
+    let text = crate::safefs::read_private(file, "API key file")?;
     match text.trim() {
         "" => Err(format!("API key file {} is empty", file.display())),
         key => Ok(ApiKey::new(key)),
@@ -279,6 +392,9 @@ impl Resolver<'_> {
             Some(c) if *c.get_ref() == 0 => {
                 return Err(self.err(c, "concurrency must be at least 1"));
             }
+            Some(c) if *c.get_ref() > MAX_CONCURRENCY => {
+                return Err(self.err(c, format!("concurrency must be at most {MAX_CONCURRENCY}")));
+            }
             Some(c) => *c.get_ref(),
             None => 4,
         };
@@ -309,6 +425,37 @@ impl Resolver<'_> {
             concurrency,
             metrics_listen,
         };
+        let defaults = Defaults {
+            on_failure: d.on_failure,
+            on_renewed: d.on_renewed,
+        };
+
+        let mut acme = Vec::with_capacity(raw.acme.len());
+        for ra in raw.acme {
+            if acme.iter().any(|a: &Acme| a.name == *ra.name.get_ref()) {
+                return Err(self.err(
+                    &ra.name,
+                    format!("duplicate [[acme]] name {:?}", ra.name.get_ref().as_str()),
+                ));
+            }
+            acme.push(self.acme(ra)?);
+        }
+        let mut dns_updates = Vec::with_capacity(raw.dns_update.len());
+        for rd in raw.dns_update {
+            if dns_updates
+                .iter()
+                .any(|u: &DnsUpdate| u.name == *rd.name.get_ref())
+            {
+                return Err(self.err(
+                    &rd.name,
+                    format!(
+                        "duplicate [[dns_update]] name {:?}",
+                        rd.name.get_ref().as_str()
+                    ),
+                ));
+            }
+            dns_updates.push(self.dns_update(rd)?);
+        }
 
         let mut names: HashMap<CertName, ()> = HashMap::new();
         let mut paths: HashMap<PathBuf, String> = HashMap::new();
@@ -342,23 +489,83 @@ impl Resolver<'_> {
                     ));
                 }
             }
-            certificates.push(self.certificate(rc, &daemon)?);
+            certificates.push(self.certificate(rc, &daemon, &defaults, &acme, &dns_updates)?);
         }
         Ok(Config {
             path: self.path.to_owned(),
             certcentral,
             daemon,
+            acme,
+            dns_updates,
             certificates,
         })
     }
 
-    fn certificate(&self, rc: RawCertificate, daemon: &Daemon) -> Result<Certificate, ConfigError> {
-        let dns_names = match rc.dns_names {
+    fn acme(&self, ra: RawAcme) -> Result<Acme, ConfigError> {
+        let directory: ApiUrl = ra
+            .directory
+            .get_ref()
+            .parse()
+            .map_err(|m: String| self.err(&ra.directory, m.replace("url", "directory")))?;
+        let eab = match (ra.eab_kid, ra.eab_hmac_key_file) {
+            (Some(kid), Some(file)) => Some(Eab {
+                kid: kid.into_inner(),
+                hmac_key_file: self.abs(file.get_ref()),
+            }),
+            (None, None) => None,
+            (Some(kid), None) => {
+                return Err(self.err(&kid, "eab_kid needs eab_hmac_key_file"));
+            }
+            (None, Some(file)) => {
+                return Err(self.err(&file, "eab_hmac_key_file needs eab_kid"));
+            }
+        };
+        Ok(Acme {
+            name: ra.name.into_inner(),
+            directory,
+            eab,
+            contact: ra.contact,
+            ca_file: ra.ca_file.as_deref().map(|p| self.abs(p)),
+            profile: ra.profile,
+        })
+    }
+
+    fn dns_update(&self, rd: RawDnsUpdate) -> Result<DnsUpdate, ConfigError> {
+        let zone = match rd.zone {
+            Some(z) => {
+                let zone = z
+                    .get_ref()
+                    .trim()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                check_dns_name(&zone)
+                    .map_err(|m| self.err(&z, m.replace("in dns_names", "as zone")))?;
+                Some(zone)
+            }
+            None => None,
+        };
+        Ok(DnsUpdate {
+            name: rd.name.into_inner(),
+            server: rd.server,
+            tsig_key_file: self.abs(rd.tsig_key_file.get_ref()),
+            zone,
+        })
+    }
+
+    fn certificate(
+        &self,
+        rc: RawCertificate,
+        daemon: &Daemon,
+        defaults: &Defaults,
+        acme: &[Acme],
+        dns_updates: &[DnsUpdate],
+    ) -> Result<Certificate, ConfigError> {
+        let dns_names = match &rc.dns_names {
             Some(names) => {
                 let mut clean = Vec::new();
                 for n in names.get_ref() {
                     let n = n.trim().to_ascii_lowercase();
-                    check_dns_name(&n).map_err(|m| self.err(&names, m))?;
+                    check_dns_name(&n).map_err(|m| self.err(names, m))?;
                     if !clean.contains(&n) {
                         clean.push(n);
                     }
@@ -367,11 +574,47 @@ impl Resolver<'_> {
             }
             None => None,
         };
-        let common_name = rc.common_name.map(|c| c.trim().to_ascii_lowercase());
+        let common_name = match &rc.common_name {
+            Some(c) => {
+                let cn = c.get_ref().trim().to_ascii_lowercase();
+                check_dns_name(&cn)
+                    .map_err(|m| self.err(c, m.replace("in dns_names", "as common_name")))?;
+                Some(cn)
+            }
+            None => None,
+        };
         if let Some(days) = &rc.cert_validity_days
-            && *days.get_ref() == 0
+            && !(1..=3650).contains(days.get_ref())
         {
-            return Err(self.err(days, "cert_validity_days must be at least 1"));
+            return Err(self.err(days, "cert_validity_days must be between 1 and 3650"));
+        }
+        let issuer = self.issuer(&rc, acme, common_name.is_some())?;
+        let validation = self.validation(&rc, &issuer, dns_updates)?;
+        // Names are only known in advance when configured; the order's own are checked when
+        // the renewal starts.
+        let wildcard = common_name
+            .iter()
+            .chain(dns_names.iter().flatten())
+            .find(|n| n.starts_with("*."));
+        let http = match &issuer {
+            Issuer::CertCentral { .. } => validation.dcv_method == DcvMethod::HttpToken,
+            Issuer::Acme { challenge, .. } => *challenge == ChallengeType::Http01,
+        };
+        if let (Some(w), true) = (wildcard, http) {
+            let at = rc
+                .dns_names
+                .as_ref()
+                .map(|n| n.span())
+                .or(rc.common_name.as_ref().map(|c| c.span()))
+                .map_or(0, |s| s.start);
+            return Err(ConfigError::at(
+                self.path,
+                self.source,
+                at,
+                format!(
+                    "{w} is a wildcard: it cannot be validated over HTTP; use a DNS method (dns-txt-token, dns-cname-token, or challenge = \"dns-01\")"
+                ),
+            ));
         }
         let opt = |p: &Option<Spanned<PathBuf>>| p.as_ref().map(|p| self.abs(p.get_ref()));
         let files = Files {
@@ -388,8 +631,7 @@ impl Resolver<'_> {
         }
         Ok(Certificate {
             name: rc.name.into_inner(),
-            order_id: rc.order_id,
-            method: rc.method,
+            issuer,
             common_name,
             dns_names,
             key_type: rc.key_type,
@@ -410,11 +652,182 @@ impl Resolver<'_> {
             reload: rc.reload,
             verify_endpoint: rc.verify_endpoint,
             hook_timeout: rc.hook_timeout.map_or(Duration::from_secs(60), |d| d.0),
+            validation,
+            on_failure: rc.on_failure.or_else(|| defaults.on_failure.clone()),
+            on_renewed: rc.on_renewed.or_else(|| defaults.on_renewed.clone()),
+        })
+    }
+
+    /// CertCentral (`order_id`) or ACME (`acme`, with DigiCert's optional `order_id`).
+    fn issuer(
+        &self,
+        rc: &RawCertificate,
+        acme: &[Acme],
+        has_common_name: bool,
+    ) -> Result<Issuer, ConfigError> {
+        let method = rc.method.as_ref().map_or(Method::Reissue, |m| *m.get_ref());
+        match &rc.acme {
+            Some(a) => {
+                if !acme.iter().any(|x| x.name.as_str() == a.get_ref()) {
+                    return Err(self.err(
+                        a,
+                        format!("no [[acme]] named {:?} in this file", a.get_ref()),
+                    ));
+                }
+                if !has_common_name {
+                    return Err(self.err(a, "a certificate with acme needs common_name"));
+                }
+                if let Some(m) = &rc.dcv_method {
+                    return Err(self.err(
+                        m,
+                        "dcv_method is for CertCentral orders; an ACME certificate validates with `challenge`",
+                    ));
+                }
+                if let (Some(m), None) = (&rc.method, &rc.order_id) {
+                    return Err(self.err(m, "method on an ACME certificate needs order_id"));
+                }
+                Ok(Issuer::Acme {
+                    acme: a.get_ref().clone(),
+                    challenge: rc
+                        .challenge
+                        .as_ref()
+                        .map_or(ChallengeType::Http01, |c| *c.get_ref()),
+                    order: rc.order_id.as_ref().map(|o| (*o.get_ref(), method)),
+                })
+            }
+            None => {
+                if let Some(c) = &rc.challenge {
+                    return Err(self.err(
+                        c,
+                        "challenge is for ACME certificates (acme = \"…\"); a CertCentral order validates with dcv_method",
+                    ));
+                }
+                let order_id = rc.order_id.as_ref().ok_or_else(|| {
+                    self.err(&rc.name, "this certificate needs order_id (a CertCentral order) or acme (an [[acme]] CA)")
+                })?;
+                Ok(Issuer::CertCentral {
+                    order_id: *order_id.get_ref(),
+                    method,
+                })
+            }
+        }
+    }
+
+    /// `dcv_method` / `challenge` and the publishers they need.
+    fn validation(
+        &self,
+        rc: &RawCertificate,
+        issuer: &Issuer,
+        dns_updates: &[DnsUpdate],
+    ) -> Result<Validation, ConfigError> {
+        let dcv_method = rc
+            .dcv_method
+            .as_ref()
+            .map_or(DcvMethod::None, |m| *m.get_ref());
+        let (needs_http, needs_dns, what) = match issuer {
+            Issuer::CertCentral { .. } => (
+                dcv_method == DcvMethod::HttpToken,
+                dcv_method.is_dns(),
+                format!("dcv_method = \"{dcv_method}\""),
+            ),
+            Issuer::Acme { challenge, .. } => (
+                *challenge == ChallengeType::Http01,
+                *challenge == ChallengeType::Dns01,
+                format!("challenge = \"{challenge}\""),
+            ),
+        };
+        let at = rc
+            .dcv_method
+            .as_ref()
+            .map(|m| m.span().start)
+            .or(rc.challenge.as_ref().map(|c| c.span().start))
+            .or(rc.acme.as_ref().map(|a| a.span().start))
+            .unwrap_or_else(|| rc.name.span().start);
+        let here = |m: String| ConfigError::at(self.path, self.source, at, m);
+        if needs_http && rc.http_root.is_none() {
+            return Err(here(format!(
+                "{what} needs http_root (the folder the web server serves for these names)"
+            )));
+        }
+        if let (false, Some(h)) = (needs_http, &rc.http_root) {
+            return Err(self.err(h, format!("http_root is not used with {what}")));
+        }
+        let dns = match (&rc.dns_publish, &rc.dns_cleanup, &rc.dns_update) {
+            (Some(_), _, Some(u)) => {
+                return Err(self.err(
+                    u,
+                    "set either dns_publish/dns_cleanup or dns_update, not both",
+                ));
+            }
+            (None, Some(c), _) => {
+                return Err(self.err(c, "dns_cleanup needs dns_publish"));
+            }
+            (Some(p), c, None) => Some(DnsPublisher::Hooks {
+                publish: p.get_ref().clone(),
+                cleanup: c.as_ref().map(|c| c.get_ref().clone()),
+            }),
+            (None, None, Some(u)) => {
+                if !dns_updates.iter().any(|d| d.name.as_str() == u.get_ref()) {
+                    return Err(self.err(
+                        u,
+                        format!("no [[dns_update]] named {:?} in this file", u.get_ref()),
+                    ));
+                }
+                Some(DnsPublisher::Update(u.get_ref().clone()))
+            }
+            (None, None, None) => None,
+        };
+        if needs_dns && dns.is_none() {
+            return Err(here(format!(
+                "{what} needs dns_publish (a command) or dns_update (an RFC 2136 server)"
+            )));
+        }
+        if !needs_dns && let Some(p) = rc.dns_publish.as_ref() {
+            return Err(self.err(p, format!("dns_publish is not used with {what}")));
+        }
+        if !needs_dns && let Some(u) = rc.dns_update.as_ref() {
+            return Err(self.err(u, format!("dns_update is not used with {what}")));
+        }
+        let dnsauth_label = match &rc.dcv_dns_label {
+            None => false,
+            Some(l) if dcv_method != DcvMethod::DnsTxtToken => {
+                return Err(self.err(
+                    l,
+                    "dcv_dns_label applies to dcv_method = \"dns-txt-token\" only",
+                ));
+            }
+            Some(l) => match l.get_ref().as_str() {
+                "" => false,
+                "_dnsauth" => true,
+                other => {
+                    return Err(self.err(
+                        l,
+                        format!("dcv_dns_label {other:?}: write \"\" (TXT at the name itself) or \"_dnsauth\""),
+                    ));
+                }
+            },
+        };
+        Ok(Validation {
+            dcv_method,
+            http_root: rc.http_root.as_ref().map(|h| self.abs(h.get_ref())),
+            dns,
+            dnsauth_label,
+            dns_resolver: rc.dns_resolver.clone(),
+            propagation_timeout: rc
+                .dns_propagation_timeout
+                .map_or(Duration::from_secs(600), |d| d.0),
         })
     }
 }
 
-fn check_dns_name(name: &str) -> Result<(), String> {
+/// `[daemon]` values that are defaults for every certificate.
+struct Defaults {
+    on_failure: Option<Argv>,
+    on_renewed: Option<Argv>,
+}
+
+/// Checks a DNS name (or `*.` wildcard) as written in the configuration.
+pub fn check_dns_name(name: &str) -> Result<(), String> {
     let body = name.strip_prefix("*.").unwrap_or(name);
     let ok = !body.is_empty()
         && body.len() <= 253

@@ -20,19 +20,51 @@ macro_rules! deserialize_from_str {
     };
 }
 
-/// A humantime duration such as `90s`, `30m`, `6h` or `30d`.
+/// A humantime duration such as `90s`, `30m`, `6h` or `30d`, between `MIN` and `MAX` seconds:
+/// every duration the daemon uses is bounded when the file is read, so no value `check`
+/// accepts can overflow a timer or make the daemon spin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
+pub struct Dur<const MIN: u64, const MAX: u64>(pub Duration);
 
-impl FromStr for HumanDuration {
+/// A day, in seconds, for bounds.
+pub const DAY: u64 = 86_400;
+/// Ten years, in seconds: the longest duration any key accepts.
+pub const TEN_YEARS: u64 = 3650 * DAY;
+
+/// Parses a humantime duration with the usual message.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| {
+        format!("invalid duration {s:?} ({e}); write e.g. \"90s\", \"30m\", \"6h\" or \"30d\"")
+    })
+}
+
+/// Checks that `d` lies within `min..=max` seconds.
+pub fn check_range(s: &str, d: Duration, min: u64, max: u64) -> Result<Duration, String> {
+    let fmt = |secs: u64| humantime::format_duration(Duration::from_secs(secs)).to_string();
+    if d < Duration::from_secs(min) || d > Duration::from_secs(max) {
+        return Err(format!(
+            "duration {s:?} is out of range: write between {} and {}",
+            fmt(min),
+            fmt(max)
+        ));
+    }
+    Ok(d)
+}
+
+impl<const MIN: u64, const MAX: u64> FromStr for Dur<MIN, MAX> {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        humantime::parse_duration(s).map(Self).map_err(|e| {
-            format!("invalid duration {s:?} ({e}); write e.g. \"90s\", \"30m\", \"6h\" or \"30d\"")
-        })
+        check_range(s, parse_duration(s)?, MIN, MAX).map(Self)
     }
 }
-deserialize_from_str!(HumanDuration);
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Dur<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// When to renew: a fixed time before expiry, or when a share of the lifetime is left.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,11 +103,10 @@ impl FromStr for RenewBefore {
             }
             return Ok(Self::Share(value / 100.0));
         }
-        humantime::parse_duration(s)
-            .map(Self::Before)
-            .map_err(|e| {
-                format!("invalid renew_before {s:?} ({e}); write a duration like \"30d\" or a share of the lifetime like \"33%\"")
-            })
+        let d = humantime::parse_duration(s).map_err(|e| {
+            format!("invalid renew_before {s:?} ({e}); write a duration like \"30d\" or a share of the lifetime like \"33%\"")
+        })?;
+        check_range(s, d, 0, TEN_YEARS).map(Self::Before)
     }
 }
 deserialize_from_str!(RenewBefore);
@@ -142,6 +173,46 @@ impl fmt::Display for Argv {
     }
 }
 
+/// A DNS server: `IP:PORT`, `[IPv6]:PORT`, `HOST:PORT`, or a bare IP address or host (port
+/// 53).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsServer(pub Endpoint);
+
+impl FromStr for DnsServer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(ip) = s
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+        {
+            return Ok(Self(Endpoint {
+                host: ip.to_string(),
+                port: 53,
+            }));
+        }
+        match s.parse::<Endpoint>() {
+            Ok(e) => Ok(Self(e)),
+            Err(_) if !s.is_empty() && !s.contains(':') && !s.contains(char::is_whitespace) => {
+                Ok(Self(Endpoint {
+                    host: s.to_owned(),
+                    port: 53,
+                }))
+            }
+            Err(_) => Err(format!(
+                "invalid DNS server {s:?}; write IP:PORT like \"192.0.2.53:53\" (the port defaults to 53)"
+            )),
+        }
+    }
+}
+deserialize_from_str!(DnsServer);
+
+impl fmt::Display for DnsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A `HOST:PORT` to make a TLS handshake with after a reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -199,6 +270,21 @@ mod tests {
                 .map(|r| r.lead(100 * day).as_secs());
             assert_eq!(got, lead_of_100_days.map(|d| d.as_secs()), "{input}");
         }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert!("10s".parse::<Dur<10, 60>>().is_ok());
+        let e = "0s".parse::<Dur<10, 60>>().expect_err("too short");
+        assert!(e.contains("write between 10s and 1m"), "{e}");
+        assert!("300000000000y".parse::<Dur<0, TEN_YEARS>>().is_err());
+        assert!("3651d".parse::<RenewBefore>().is_err());
+        assert_eq!("192.0.2.53".parse::<DnsServer>().map(|d| d.0.port), Ok(53));
+        assert_eq!(
+            "[::1]:5353".parse::<DnsServer>().map(|d| d.to_string()),
+            Ok("[::1]:5353".into())
+        );
+        assert!("a b".parse::<DnsServer>().is_err());
     }
 
     #[test]

@@ -148,6 +148,34 @@ pub fn key_matches(key_pem: &str, cert: &CertFacts) -> bool {
     }
 }
 
+/// Whether `key_pem` belongs to `cert`, deriving the public key from the private one (so a
+/// corrupted private half is noticed), once per key and certificate in this process: later
+/// checks of the same pair reuse the verdict.
+pub fn key_matches_verified(key_pem: &str, cert: &CertFacts) -> bool {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static VERIFIED: OnceLock<Mutex<HashSet<u64>>> = OnceLock::new();
+    let id = crate::model::fnv1a(key_pem.bytes().chain([0]).chain(cert.spki.iter().copied()));
+    let verified = VERIFIED.get_or_init(Default::default);
+    if verified
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&id)
+    {
+        return true;
+    }
+    let matches = key_spki(key_pem).is_ok_and(|spki| spki == cert.spki);
+    if matches {
+        let mut set = verified.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: a daemon over a huge fleet re-derives after this many pairs.
+        if set.len() > 100_000 {
+            set.clear();
+        }
+        set.insert(id);
+    }
+    matches
+}
+
 enum EmbeddedKey {
     /// The EC public point (uncompressed or compressed, as written).
     Ec(Vec<u8>),

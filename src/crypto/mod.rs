@@ -6,7 +6,7 @@
 mod inspect;
 mod verify;
 
-pub use inspect::{CertFacts, key_matches, key_spki, parse_certificates};
+pub use inspect::{CertFacts, key_matches, key_matches_verified, key_spki, parse_certificates};
 pub use verify::{IssuedChain, check_issued};
 
 use rcgen::{

@@ -27,13 +27,14 @@ use crate::model::{CertName, fmt_time, unix_now};
 use crate::renewal::{DriveOptions, Engine, Outcome};
 
 /// How long a graceful stop waits for steps in progress (SPEC.md: stop within 10 s).
-const STOP_GRACE: Duration = Duration::from_secs(9);
+const STOP_GRACE: Duration = Duration::from_secs(8);
 /// File events are gathered this long before certificates are re-assessed.
 const DEBOUNCE: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until `events` says stop (or closes).
 pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    raise_file_limit();
     let engine = Engine::from_config(&config)?;
     let mut d = Daemon::new(config, engine);
     let (config_tx, config_rx) = tokio::sync::watch::channel(d.config.clone());
@@ -116,13 +117,20 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
     systemd::stopping();
     drop(watch);
     // No new step starts; steps in progress get a few seconds. A task cut short is resumed
-    // from its journal at the next start; an installation already running on a blocking
-    // thread completes regardless.
+    // from its journal at the next start; an installation or a rollback already under way
+    // completes (it is shielded from the abort), within the 10 s.
+    let stop_started = tokio::time::Instant::now();
     let _ = tokio::time::timeout(STOP_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     tasks.abort_all();
+    crate::renewal::wait_shielded(
+        Duration::from_secs(10)
+            .saturating_sub(stop_started.elapsed())
+            .saturating_sub(Duration::from_millis(300)),
+    )
+    .await;
     info!("stopped");
     Ok(())
 }
@@ -134,6 +142,8 @@ struct Finished {
     index: usize,
     name: CertName,
     result: anyhow::Result<Outcome>,
+    /// The emergency net's time for a failing certificate (see [`emergency_retry`]).
+    emergency: i64,
 }
 
 /// Where a certificate stands in the schedule.
@@ -217,17 +227,30 @@ impl Daemon {
             self.slots[index] = Slot::Running { again: false };
             let (engine, cert) = (self.engine.clone(), self.config.certificates[index].clone());
             let generation = self.generation;
+            let poll_max = self.config.daemon.poll_max;
             tasks.spawn(async move {
                 let result = engine
                     .drive(&cert, DriveOptions::default())
                     .await
                     .map_err(anyhow::Error::from);
+                let emergency = match &result {
+                    Ok(Outcome::Failed { .. }) | Err(_) => {
+                        let cert = cert.clone();
+                        tokio::task::spawn_blocking(move || {
+                            emergency_retry(&cert, poll_max, unix_now())
+                        })
+                        .await
+                        .unwrap_or(i64::MAX)
+                    }
+                    _ => i64::MAX,
+                };
                 drop(permit);
                 Finished {
                     generation,
                     index,
                     name: cert.name,
                     result,
+                    emergency,
                 }
             });
         }
@@ -251,6 +274,7 @@ impl Daemon {
             index,
             name,
             result,
+            emergency,
         } = done;
         // A task started before a reload finds its certificate by name (it may be gone).
         let index = if generation == self.generation {
@@ -268,16 +292,14 @@ impl Daemon {
         let next = match &result {
             Ok(Outcome::NotDue { next_check }) => *next_check,
             Ok(Outcome::Renewed { serial, not_after }) => {
-                info!(cert = %name, order_id = cert.order_id, serial = %serial, not_after = %fmt_time(*not_after), "certificate renewed");
+                info!(cert = %name, order_id = cert.order_id(), serial = %serial, not_after = %fmt_time(*not_after), "certificate renewed");
                 now
             }
             Ok(Outcome::Waiting { until, .. }) => *until,
-            Ok(Outcome::Failed { retry_at, .. }) => {
-                (*retry_at).min(self.emergency_retry(cert, now))
-            }
+            Ok(Outcome::Failed { retry_at, .. }) => (*retry_at).min(emergency),
             Err(e) => {
-                error!(cert = %name, order_id = cert.order_id, error = %format!("{e:#}"), "renewal error");
-                (now + poll_max).min(self.emergency_retry(cert, now))
+                error!(cert = %name, order_id = cert.order_id(), error = %format!("{e:#}"), "renewal error");
+                now.saturating_add(poll_max).min(emergency)
             }
         };
         // Only what STATUS= counts is kept: pending and failing certificates.
@@ -297,21 +319,6 @@ impl Daemon {
         self.queue.insert((at, i));
     }
 
-    /// The emergency net: a certificate with under a twentieth of its life left is retried at
-    /// least every `poll_max`, whatever the backoff says.
-    fn emergency_retry(&self, cert: &Certificate, now: i64) -> i64 {
-        // Only the installed certificate's dates matter here.
-        let facts = std::fs::read_to_string(&cert.files.cert)
-            .ok()
-            .and_then(|pem| crate::crypto::CertFacts::from_pem(&pem).ok());
-        match facts {
-            Some(f) if f.not_after - now < f.lifetime_secs() / 20 => {
-                now + self.config.daemon.poll_max.as_secs() as i64
-            }
-            _ => i64::MAX,
-        }
-    }
-
     fn reload(&mut self, path: &Path) {
         let config = match Config::load(path) {
             Ok(c) => c,
@@ -320,6 +327,14 @@ impl Daemon {
                 return;
             }
         };
+        if config.daemon.state_dir != self.config.daemon.state_dir {
+            error!(
+                old = %self.config.daemon.state_dir.display(),
+                new = %config.daemon.state_dir.display(),
+                "state_dir cannot change while the daemon runs (renewals in progress live there); keeping the old configuration: restart the daemon to move it"
+            );
+            return;
+        }
         let engine = match Engine::from_config(&config) {
             Ok(e) => e,
             Err(e) => {
@@ -394,6 +409,34 @@ impl Daemon {
     }
 }
 
+/// The emergency net: a certificate with under a twentieth of its life left is retried at
+/// least every `poll_max`, whatever the backoff says. Reads only the installed certificate
+/// (bounded, never blocking on a FIFO); run off the event loop.
+fn emergency_retry(cert: &Certificate, poll_max: Duration, now: i64) -> i64 {
+    let facts = crate::safefs::read_to_string(&cert.files.cert, crate::safefs::PEM_LIMIT)
+        .ok()
+        .and_then(|pem| crate::crypto::CertFacts::from_pem(&pem).ok());
+    match facts {
+        Some(f) if f.not_after - now < f.lifetime_secs() / 20 => {
+            now.saturating_add(i64::try_from(poll_max.as_secs()).unwrap_or(i64::MAX))
+        }
+        _ => i64::MAX,
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: hooks, DNS and HTTPS clients and
+/// the metrics endpoint all hold descriptors (the unit also sets `LimitNOFILE=`).
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +499,7 @@ mod tests {
             index: d.index_of(&name).expect("index"),
             name,
             result: Ok(Outcome::NotDue { next_check }),
+            emergency: i64::MAX,
         }
     }
 

@@ -10,7 +10,13 @@
 //!
 //! Plain files found at the configured paths (a certificate installed by hand) are first
 //! copied into an `adopted` generation and replaced by links with the same content, so that
-//! adopting them is atomic too. This module knows nothing of CertCentral or the config file.
+//! adopting them is atomic too. Each adopted file keeps its own owner and group, and its mode
+//! is never widened (a key loses any access by others). A symlink at a configured path that
+//! points outside the state directory is never followed: adopting would copy whatever it
+//! points at.
+//!
+//! Every folder is reached and created through descriptors ([`crate::safefs`]). This module
+//! knows nothing of CertCentral or the config file.
 
 pub mod fs;
 
@@ -20,6 +26,7 @@ use std::path::{Path, PathBuf};
 pub use fs::Ownership;
 
 use crate::model::FileRole;
+use crate::safefs::{self, Dir, Spec, Trust};
 
 /// An installation failure: which file, and what the system said.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +38,9 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// A file or folder certkeeper will not touch, and why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
@@ -49,18 +59,35 @@ pub struct Perms {
     pub cert_mode: u32,
 }
 
+impl Perms {
+    /// The owner and mode of a file with this role.
+    pub fn spec(&self, role: FileRole) -> Spec {
+        self.owner.spec(if role.is_secret() {
+            self.key_mode
+        } else {
+            self.cert_mode
+        })
+    }
+}
+
+/// One file of a generation: its role, its bytes, and who owns it with which mode.
+pub type StagedFile = (FileRole, Vec<u8>, Spec);
+
 /// The name of the generation made from hand-installed files.
 pub const ADOPTED: &str = "adopted";
+const CURRENT: &str = "current";
 
 /// One certificate's generations under `STATE/live/NAME`.
 #[derive(Debug, Clone)]
 pub struct Live {
+    state_dir: PathBuf,
     dir: PathBuf,
 }
 
 impl Live {
     pub fn new(state_dir: &Path, name: &str) -> Self {
         Self {
+            state_dir: state_dir.to_owned(),
             dir: state_dir.join("live").join(name),
         }
     }
@@ -70,7 +97,7 @@ impl Live {
     }
 
     fn current_link(&self) -> PathBuf {
-        self.dir.join("current")
+        self.dir.join(CURRENT)
     }
 
     /// Where a configured path's symlink points.
@@ -78,74 +105,114 @@ impl Live {
         self.current_link().join(role.file_name())
     }
 
+    /// `STATE/live/NAME`, created (0755: services follow the links through it) if needed.
+    fn open_dir(&self) -> Result<Dir, Error> {
+        let spec = Spec::mode(0o755);
+        Dir::create_all(&self.dir, &spec, &Trust::default()).map_err(io_err("create", &self.dir))
+    }
+
     /// The live generation's name, if any.
     pub fn current(&self) -> Option<String> {
-        std::fs::read_link(self.current_link())
+        let dir = Dir::open(&self.dir, &Trust::default()).ok()?;
+        dir.read_link(CURRENT)
             .ok()
             .map(|p| p.to_string_lossy().into_owned())
     }
 
+    /// The live generation's file for `role` (never through a symlink inside the generation),
+    /// for checks that the live set is intact.
+    pub fn read_current(&self, role: FileRole) -> io::Result<Vec<u8>> {
+        let dir = Dir::open(&self.dir, &Trust::default())?;
+        let generation = dir.read_link(CURRENT)?;
+        let generation = dir.child(&generation)?;
+        generation
+            .read_file(role.file_name(), safefs::PEM_LIMIT)
+            .map(|(bytes, _)| bytes)
+    }
+
     /// Writes generation `generation` with `files`, replacing any incomplete earlier attempt.
-    /// Refuses to touch the live generation.
-    pub fn stage(
-        &self,
-        generation: &str,
-        files: &[(FileRole, Vec<u8>)],
-        perms: &Perms,
-    ) -> Result<(), Error> {
-        let gen_dir = self.dir.join(generation);
+    /// The live generation is never touched.
+    pub fn stage(&self, generation: &str, files: &[StagedFile]) -> Result<(), Error> {
+        check_generation_name(generation)?;
         if self.current().as_deref() == Some(generation) {
             return Ok(());
         }
-        fs::create_dirs(&self.dir, 0o755).map_err(io_err("create", &self.dir))?;
-        if gen_dir.exists() {
-            std::fs::remove_dir_all(&gen_dir).map_err(io_err("remove the incomplete", &gen_dir))?;
+        let live = self.open_dir()?;
+        let gen_path = self.dir.join(generation);
+        live.remove_tree(generation)
+            .map_err(io_err("remove the incomplete", &gen_path))?;
+        let tmp = format!(".{generation}.tmp");
+        let tmp_path = self.dir.join(&tmp);
+        live.remove_tree(&tmp)
+            .map_err(io_err("remove", &tmp_path))?;
+        let (staging, _) = live
+            .child_or_create(&tmp, &Spec::mode(0o755))
+            .map_err(io_err("create", &tmp_path))?;
+        for (role, bytes, spec) in files {
+            let path = tmp_path.join(role.file_name());
+            staging
+                .create_file(role.file_name(), bytes, spec)
+                .map_err(io_err("write", &path))?;
         }
-        let tmp_dir = self.dir.join(format!(".{generation}.tmp"));
-        if tmp_dir.exists() {
-            std::fs::remove_dir_all(&tmp_dir).map_err(io_err("remove", &tmp_dir))?;
-        }
-        fs::create_dirs(&tmp_dir, 0o755).map_err(io_err("create", &tmp_dir))?;
-        for (role, bytes) in files {
-            let path = tmp_dir.join(role.file_name());
-            let mode = if role.is_secret() {
-                perms.key_mode
-            } else {
-                perms.cert_mode
-            };
-            fs::create_new(&path, bytes, mode, perms.owner).map_err(io_err("write", &path))?;
-        }
-        fs::fsync_dir(&tmp_dir).map_err(io_err("sync", &tmp_dir))?;
-        std::fs::rename(&tmp_dir, &gen_dir).map_err(io_err("rename", &gen_dir))?;
-        fs::fsync_dir(&self.dir).map_err(io_err("sync", &self.dir))
+        staging.sync().map_err(io_err("sync", &tmp_path))?;
+        live.rename(&tmp, generation)
+            .map_err(io_err("rename", &gen_path))
     }
 
     /// Makes `generation` live for `targets`; returns the generation that was live before.
+    /// `owner` owns the folders created for the targets.
     pub fn activate(
         &self,
         generation: &str,
         targets: &[(FileRole, &Path)],
+        owner: Ownership,
     ) -> Result<Option<String>, Error> {
+        check_generation_name(generation)?;
         let mut previous = self.current();
-        let unlinked: Vec<_> = targets
-            .iter()
-            .filter(|(role, path)| !self.is_our_link(*role, path))
-            .collect();
+        let mut unlinked = Vec::new();
+        for (role, path) in targets {
+            if !self.is_our_link(*role, path) {
+                unlinked.push((*role, *path));
+            }
+        }
         if !unlinked.is_empty() {
             if previous.is_none() {
                 previous = self.adopt(targets)?;
             }
             for (role, path) in unlinked {
-                let parent = fs::parent(path);
-                let mode = if role.is_secret() { 0o700 } else { 0o755 };
-                fs::create_dirs(parent, mode).map_err(io_err("create", parent))?;
-                fs::replace_symlink(&self.link_target(*role), path)
+                let (parent, name) = safefs::split(path).map_err(io_err("install", path))?;
+                let dir = Dir::create_all(parent, &owner.folder(role.is_secret()), &owner.trust())
+                    .map_err(|e| refused_or_io("create", parent, e))?;
+                dir.symlink_atomic(name, &self.link_target(role))
                     .map_err(io_err("link", path))?;
             }
         }
-        let link = self.current_link();
-        fs::replace_symlink(Path::new(generation), &link).map_err(io_err("switch", &link))?;
+        let live = self.open_dir()?;
+        live.symlink_atomic(CURRENT, Path::new(generation))
+            .map_err(io_err("switch", &self.current_link()))?;
         Ok(previous)
+    }
+
+    /// Points configured paths that lost their link back at the live generation, without a
+    /// new certificate. Returns the paths repaired.
+    pub fn repair_links(
+        &self,
+        targets: &[(FileRole, &Path)],
+        owner: Ownership,
+    ) -> Result<Vec<PathBuf>, Error> {
+        let mut repaired = Vec::new();
+        for (role, path) in targets {
+            if self.is_our_link(*role, path) {
+                continue;
+            }
+            let (parent, name) = safefs::split(path).map_err(io_err("install", path))?;
+            let dir = Dir::create_all(parent, &owner.folder(role.is_secret()), &owner.trust())
+                .map_err(|e| refused_or_io("create", parent, e))?;
+            dir.symlink_atomic(name, &self.link_target(*role))
+                .map_err(io_err("link", path))?;
+            repaired.push(path.to_path_buf());
+        }
+        Ok(repaired)
     }
 
     /// Rolls back to `previous`, or, when nothing was installed before, removes the links.
@@ -153,21 +220,25 @@ impl Live {
         &self,
         previous: Option<&str>,
         targets: &[(FileRole, &Path)],
+        owner: Ownership,
     ) -> Result<(), Error> {
         match previous {
-            Some(p) => self.activate(p, targets).map(drop),
+            Some(p) => self.activate(p, targets, owner).map(drop),
             None => {
                 for (role, path) in targets {
                     if self.is_our_link(*role, path) {
-                        std::fs::remove_file(path).map_err(io_err("remove", path))?;
+                        let (parent, name) = safefs::split(path).map_err(io_err("remove", path))?;
+                        let dir = Dir::open(parent, &owner.trust())
+                            .map_err(|e| refused_or_io("open", parent, e))?;
+                        dir.remove_file(name).map_err(io_err("remove", path))?;
                     }
                 }
-                let link = self.current_link();
-                match std::fs::remove_file(&link) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        Err(io_err("remove", &link)(e))
-                    }
-                    _ => Ok(()),
+                match Dir::open(&self.dir, &Trust::default()) {
+                    Ok(live) => live
+                        .remove_file(CURRENT)
+                        .map_err(io_err("remove", &self.current_link())),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(io_err("open", &self.dir)(e)),
                 }
             }
         }
@@ -175,63 +246,256 @@ impl Live {
 
     /// Removes every generation but `keep`.
     pub fn prune(&self, keep: &[&str]) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+        let Ok(live) = Dir::open(&self.dir, &Trust::default()) else {
             return;
         };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name == "current" || keep.contains(&name.as_str()) {
+        let Ok(entries) = live.entries() else { return };
+        for name in entries {
+            let text = name.to_string_lossy();
+            if text == CURRENT || keep.contains(&text.as_ref()) || !live.is_dir(&name) {
                 continue;
             }
-            if e.file_type().is_ok_and(|t| t.is_dir())
-                && let Err(err) = std::fs::remove_dir_all(e.path())
-            {
-                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove an old generation");
+            if let Err(err) = live.remove_tree(&name) {
+                tracing::warn!(path = %self.dir.join(&name).display(), error = %err, "cannot remove an old generation");
             }
         }
     }
 
-    fn is_our_link(&self, role: FileRole, path: &Path) -> bool {
-        std::fs::read_link(path).is_ok_and(|t| t == self.link_target(role))
+    /// Whether the configured `path` is our symlink for `role`.
+    pub fn is_our_link(&self, role: FileRole, path: &Path) -> bool {
+        let Ok((parent, name)) = safefs::split(path) else {
+            return false;
+        };
+        Dir::open(parent, &Trust::default())
+            .and_then(|d| d.read_link(name))
+            .is_ok_and(|t| t == self.link_target(role))
     }
 
-    /// Copies the plain files at `targets` into the `adopted` generation and makes it live.
-    /// Returns `None` when there was nothing to adopt.
+    /// Copies the files at `targets` into the `adopted` generation and makes it live; returns
+    /// `None` when there was nothing to adopt. Each file keeps its owner and group; its mode is
+    /// never widened (a key file keeps at most owner read-write and group read).
     fn adopt(&self, targets: &[(FileRole, &Path)]) -> Result<Option<String>, Error> {
-        use std::os::unix::fs::MetadataExt;
         let mut files = Vec::new();
-        let mut owner = Ownership::default();
-        let (mut key_mode, mut cert_mode) = (0o600, 0o644);
         for (role, path) in targets {
-            let Ok(meta) = std::fs::metadata(path) else {
-                continue;
-            };
-            let bytes = std::fs::read(path).map_err(io_err("read", path))?;
-            if role.is_secret() {
-                key_mode = meta.mode() & 0o777;
-            } else {
-                cert_mode = meta.mode() & 0o777;
+            if let Some((bytes, st)) = self.existing(*role, path)? {
+                let mode = st.st_mode & 0o777;
+                let mode = if role.is_secret() {
+                    mode & 0o640
+                } else {
+                    mode & 0o644
+                };
+                let spec = Spec {
+                    uid: Some(st.st_uid),
+                    gid: Some(st.st_gid),
+                    mode,
+                };
+                files.push((*role, bytes, spec));
             }
-            owner = Ownership {
-                uid: Some(meta.uid()),
-                gid: Some(meta.gid()),
-            };
-            files.push((*role, bytes));
         }
         if files.is_empty() {
             return Ok(None);
         }
-        self.stage(
-            ADOPTED,
-            &files,
-            &Perms {
-                owner,
-                key_mode,
-                cert_mode,
-            },
-        )?;
-        let link = self.current_link();
-        fs::replace_symlink(Path::new(ADOPTED), &link).map_err(io_err("switch", &link))?;
+        self.stage(ADOPTED, &files)?;
+        let live = self.open_dir()?;
+        live.symlink_atomic(CURRENT, Path::new(ADOPTED))
+            .map_err(io_err("switch", &self.current_link()))?;
         Ok(Some(ADOPTED.to_owned()))
+    }
+
+    /// The content and status of what is at a configured path, for adoption: a regular file,
+    /// or a link into this state directory. Anything else is refused.
+    fn existing(
+        &self,
+        role: FileRole,
+        path: &Path,
+    ) -> Result<Option<(Vec<u8>, rustix::fs::Stat)>, Error> {
+        let (parent, name) = safefs::split(path).map_err(io_err("read", path))?;
+        let dir = match Dir::open(parent, &Trust::default()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(refused_or_io("open", parent, e)),
+        };
+        if !dir.exists(name) {
+            return Ok(None);
+        }
+        if dir.is_link(name) {
+            let target = dir.read_link(name).map_err(io_err("read", path))?;
+            let inside = target.is_absolute() && target.starts_with(&self.state_dir);
+            if !inside {
+                return Err(Error::Refused(format!(
+                    "{} is a symlink to {}, outside certkeeper's state directory: certkeeper does not follow it to adopt what it points at; replace the link with the file itself, or remove it",
+                    path.display(),
+                    target.display()
+                )));
+            }
+            // A link into our own state (a renamed certificate's generation): read it there.
+            let (tparent, tname) = safefs::split(&target).map_err(io_err("read", &target))?;
+            let resolved = std::fs::canonicalize(tparent).map_err(io_err("read", &target))?;
+            if !resolved.starts_with(&self.state_dir) {
+                return Err(Error::Refused(format!(
+                    "{} leads out of certkeeper's state directory; refusing to adopt it",
+                    path.display()
+                )));
+            }
+            let tdir =
+                Dir::open(&resolved, &Trust::default()).map_err(io_err("open", &resolved))?;
+            return match tdir.read_file(tname, safefs::PEM_LIMIT) {
+                Ok(found) => Ok(Some(found)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(refused_or_io("read", &target, e)),
+            };
+        }
+        let _ = role;
+        dir.read_file(name, safefs::PEM_LIMIT)
+            .map(Some)
+            .map_err(|e| refused_or_io("read", path, e))
+    }
+}
+
+/// A refusal from [`safefs`] (a symlink, a FIFO, an unsafe folder) is said as it is.
+fn refused_or_io(what: &'static str, path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::InvalidInput {
+        Error::Refused(e.to_string())
+    } else {
+        io_err(what, path)(e)
+    }
+}
+
+/// Generation names are serial numbers or `adopted`: one plain file name.
+fn check_generation_name(generation: &str) -> Result<(), Error> {
+    let ok = !generation.is_empty()
+        && generation != CURRENT
+        && !generation.starts_with('.')
+        && generation
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Refused(format!(
+            "invalid generation name {generation:?}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn files(dir: &Path) -> (PathBuf, PathBuf) {
+        (dir.join("etc/cert.pem"), dir.join("etc/key.pem"))
+    }
+
+    /// Adoption keeps each file's own owner and never widens a key's mode; a symlink at a
+    /// configured path that leads outside the state directory is refused, not followed.
+    #[test]
+    fn adoption_is_per_file_and_never_follows_links_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let (cert, key) = files(dir.path());
+        std::fs::create_dir_all(cert.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&cert, "CERT").expect("cert");
+        std::fs::write(&key, "KEY").expect("key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        nix::unistd::chown(&cert, Some(nix::unistd::Uid::from_raw(65534)), None).ok();
+        let cert_uid = std::fs::metadata(&cert).expect("meta").uid();
+        let live = Live::new(&state, "www");
+        let targets = [
+            (FileRole::Key, key.as_path()),
+            (FileRole::Cert, cert.as_path()),
+        ];
+        let files = [
+            (FileRole::Key, b"NEWKEY".to_vec(), Spec::mode(0o600)),
+            (FileRole::Cert, b"NEWCERT".to_vec(), Spec::mode(0o644)),
+        ];
+        live.stage("AA01", &files).expect("stage");
+        let prev = live
+            .activate("AA01", &targets, Ownership::default())
+            .expect("activate");
+        assert_eq!(prev.as_deref(), Some(ADOPTED));
+        let adopted_key = state.join("live/www/adopted/key.pem");
+        assert_eq!(std::fs::read(&adopted_key).expect("read"), b"KEY");
+        assert_eq!(
+            std::fs::metadata(&adopted_key).expect("meta").mode() & 0o777,
+            0o640,
+            "a key is never adopted readable by others"
+        );
+        let adopted_cert =
+            std::fs::metadata(state.join("live/www/adopted/cert.pem")).expect("meta");
+        assert_eq!(adopted_cert.uid(), cert_uid, "owner taken per file");
+        assert_eq!(
+            std::fs::metadata(&adopted_key).expect("meta").uid(),
+            rustix::process::geteuid().as_raw(),
+            "the key keeps its own owner, not the certificate's"
+        );
+
+        // A second certificate whose key_file is a planted link to a root-only file.
+        let secret = dir.path().join("shadow");
+        std::fs::write(&secret, "ROOT ONLY").expect("secret");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let key2 = dir.path().join("etc/key2.pem");
+        std::os::unix::fs::symlink(&secret, &key2).expect("plant");
+        let live2 = Live::new(&state, "api");
+        live2.stage("BB02", &files).expect("stage");
+        let e = live2
+            .activate(
+                "BB02",
+                &[(FileRole::Key, key2.as_path())],
+                Ownership::default(),
+            )
+            .expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains("outside certkeeper's state directory"),
+            "{e}"
+        );
+        assert!(
+            !state.join("live/api/adopted").exists(),
+            "nothing was copied"
+        );
+    }
+
+    /// A FIFO at a configured path is refused without blocking.
+    #[test]
+    fn adoption_refuses_fifos() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, _) = files(dir.path());
+        std::fs::create_dir_all(cert.parent().expect("parent")).expect("mkdir");
+        nix::unistd::mkfifo(&cert, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("fifo");
+        let live = Live::new(&dir.path().join("state"), "www");
+        live.stage(
+            "AA01",
+            &[(FileRole::Cert, b"C".to_vec(), Spec::mode(0o644))],
+        )
+        .expect("stage");
+        let e = live
+            .activate(
+                "AA01",
+                &[(FileRole::Cert, cert.as_path())],
+                Ownership::default(),
+            )
+            .expect_err("refused");
+        assert!(e.to_string().contains("FIFO"), "{e}");
+    }
+
+    /// A folder created for a key gets the configured group and 0750, so a non-root service
+    /// in that group reaches its files.
+    #[test]
+    fn key_folders_get_the_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("new/key.pem");
+        let live = Live::new(&dir.path().join("state"), "www");
+        live.stage("AA01", &[(FileRole::Key, b"K".to_vec(), Spec::mode(0o640))])
+            .expect("stage");
+        let gid = rustix::process::getegid().as_raw();
+        let owner = Ownership {
+            uid: None,
+            gid: Some(gid),
+        };
+        live.activate("AA01", &[(FileRole::Key, key.as_path())], owner)
+            .expect("activate");
+        let m = std::fs::metadata(dir.path().join("new")).expect("meta");
+        assert_eq!((m.mode() & 0o7777, m.gid()), (0o750, gid));
     }
 }

@@ -2,19 +2,29 @@
 //! rename, fsync of the folder) before the next side effect. Beside it, in
 //! `STATE/certs/NAME/`, live the pending key (0600), its CSR and the issued bundle, and a
 //! lock file that serialises the daemon and one-shot `renew` runs.
+//!
+//! Journals written by earlier releases (no `version`) are migrated when read, so a renewal in
+//! progress survives an upgrade.
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::step::Step;
-use crate::install::fs as ifs;
+use crate::safefs::{self, Dir, Spec, Trust};
+use crate::validation::DnsRecord;
+
+/// The journal format written by this release.
+pub const VERSION: u32 = 2;
 
 /// What is recorded for one certificate.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
+    #[serde(default)]
+    pub version: u32,
     pub step: Step,
     /// The last failure, kept until a renewal succeeds.
     #[serde(default)]
@@ -47,6 +57,20 @@ pub struct Journal {
     pub config_fingerprint: Option<String>,
     #[serde(default)]
     pub updated: i64,
+    /// What is published for validation right now: recorded *before* it is published, removed
+    /// after it is taken down.
+    #[serde(default)]
+    pub published: Vec<Publication>,
+    /// When renewals nobody asked for (a missing or mismatched file) started: at most a few a
+    /// day, so a file deleted again and again cannot cost a CertCentral request each time.
+    #[serde(default)]
+    pub unrequested: Vec<i64>,
+    /// The CA's suggested renewal window (ACME ARI, RFC 9773).
+    #[serde(default)]
+    pub ari: Option<AriWindow>,
+    /// The state `on_failure` was last run for (`failed` or `stuck`), so it runs on changes.
+    #[serde(default)]
+    pub notified: Option<String>,
 }
 
 /// A failure, for `status` and the retry logic.
@@ -55,6 +79,123 @@ pub struct LastError {
     pub at: i64,
     pub step: String,
     pub message: String,
+}
+
+/// An ACME CA's renewal window for the installed certificate (RFC 9773), and the point in it
+/// certkeeper chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AriWindow {
+    /// The serial of the certificate the window is for.
+    pub serial: String,
+    pub start: i64,
+    pub end: i64,
+    /// A random point in the window, chosen once per window.
+    pub chosen: i64,
+    /// When to ask the CA again (its `Retry-After`).
+    pub next_fetch: i64,
+    #[serde(default)]
+    pub explanation: Option<String>,
+}
+
+/// One record or file published for validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publication {
+    /// The name being validated (`*.example.com` is validated at `example.com`).
+    pub domain: String,
+    pub what: Published,
+    pub state: PubState,
+    /// Why the last attempt to take it down failed (it is tried again).
+    #[serde(default)]
+    pub cleanup_error: Option<String>,
+}
+
+/// Whether the publication is done: `Publishing` is recorded before the side effect, so on
+/// resume it is published again (idempotent) before anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PubState {
+    Publishing,
+    Published,
+}
+
+/// What was published, and everything needed to take it down even if the configuration has
+/// changed since (never a secret: the TSIG key is read from its file again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum Published {
+    /// A file under a web root.
+    File {
+        root: PathBuf,
+        path: String,
+        content: String,
+        /// Folders that did not exist before (removed again when empty).
+        #[serde(default)]
+        created_dirs: Vec<String>,
+    },
+    /// A DNS record published by the `dns_publish` command.
+    Hook {
+        record: DnsRecord,
+        publish: Vec<String>,
+        cleanup: Option<Vec<String>>,
+        /// `CERTKEEPER_DCV_METHOD` for the commands.
+        method: String,
+        timeout_secs: u64,
+    },
+    /// A DNS record added by RFC 2136.
+    Update {
+        record: DnsRecord,
+        server: String,
+        port: u16,
+        key_file: PathBuf,
+        zone: Option<String>,
+    },
+}
+
+impl Published {
+    /// Whether two publications put the same thing in the same place.
+    pub fn same(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::File {
+                    root,
+                    path,
+                    content,
+                    ..
+                },
+                Self::File {
+                    root: r2,
+                    path: p2,
+                    content: c2,
+                    ..
+                },
+            ) => root == r2 && path == p2 && content == c2,
+            (Self::Hook { record: a, .. }, Self::Hook { record: b, .. })
+            | (Self::Update { record: a, .. }, Self::Update { record: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Where it is, for logs and `status`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File { root, path, .. } => root.join(path).display().to_string(),
+            Self::Hook { record, .. } => format!("{record} (dns_publish)"),
+            Self::Update {
+                record,
+                server,
+                port,
+                ..
+            } => format!("{record} (RFC 2136 at {server}:{port})"),
+        }
+    }
+
+    /// The DNS record, for DNS publications.
+    pub fn dns_record(&self) -> Option<&DnsRecord> {
+        match self {
+            Self::File { .. } => None,
+            Self::Hook { record, .. } | Self::Update { record, .. } => Some(record),
+        }
+    }
 }
 
 /// A journal or state file could not be read or written.
@@ -90,6 +231,9 @@ pub struct Lock {
 pub const KEY: &str = "key.pem";
 pub const CSR: &str = "csr.pem";
 pub const BUNDLE: &str = "bundle.pem";
+/// A note of a call being retried right now (for `status`), removed at the next step.
+pub const RETRYING: &str = "retrying.json";
+const JOURNAL: &str = "journal.json";
 
 impl Store {
     pub fn new(state_dir: &Path, name: &str) -> Self {
@@ -103,26 +247,27 @@ impl Store {
     }
 
     fn journal_path(&self) -> PathBuf {
-        self.dir.join("journal.json")
+        self.dir.join(JOURNAL)
     }
 
     /// Creates the folder and `STATE/certs` (0700: they hold private keys); `STATE` itself is
     /// 0755 so that services can follow the certificate links into `STATE/live`.
-    pub fn ensure(&self) -> Result<(), Error> {
+    pub fn ensure(&self) -> Result<Dir, Error> {
+        let trust = Trust::default();
         if let Some(certs) = self.dir.parent() {
             if let Some(state) = certs.parent() {
-                ifs::create_dirs(state, 0o755).map_err(err("create", state))?;
+                Dir::create_all(state, &Spec::mode(0o755), &trust).map_err(err("create", state))?;
             }
-            ifs::create_dirs(certs, 0o700).map_err(err("create", certs))?;
+            Dir::create_all(certs, &Spec::mode(0o700), &trust).map_err(err("create", certs))?;
         }
-        ifs::create_dirs(&self.dir, 0o700).map_err(err("create", &self.dir))
+        Dir::create_all(&self.dir, &Spec::mode(0o700), &trust).map_err(err("create", &self.dir))
     }
 
     /// Reads the journal; a certificate never renewed has the default (idle) one.
     pub fn load(&self) -> Result<Journal, Error> {
         let path = self.journal_path();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error {
+        match safefs::read(&path, safefs::STATE_LIMIT) {
+            Ok(bytes) => parse(&bytes).map_err(|e| Error {
                 what: "journal is corrupt (fix or remove it)",
                 path,
                 source: io::Error::new(io::ErrorKind::InvalidData, e),
@@ -132,11 +277,20 @@ impl Store {
         }
     }
 
+    /// Whether a journal exists (the certificate was ever renewed or is being renewed).
+    pub fn exists(&self) -> bool {
+        self.journal_path().exists()
+    }
+
     pub fn save(&self, journal: &Journal) -> Result<(), Error> {
         let path = self.journal_path();
-        let bytes = serde_json::to_vec_pretty(journal)
+        let mut journal = journal.clone();
+        journal.version = VERSION;
+        let bytes = serde_json::to_vec_pretty(&journal)
             .map_err(|e| err("encode", &path)(io::Error::other(e)))?;
-        ifs::write_atomic(&path, &bytes, 0o600).map_err(err("write", &path))
+        self.ensure()?
+            .write_atomic(JOURNAL, &bytes, &Spec::mode(0o600))
+            .map_err(err("write", &path))
     }
 
     /// Takes the per-certificate lock, waiting while another process holds it.
@@ -147,6 +301,8 @@ impl Store {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(err("open", &path))?;
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
@@ -168,15 +324,94 @@ impl Store {
     /// Writes a state file (mode 0600) atomically.
     pub fn write(&self, name: &str, contents: &[u8]) -> Result<(), Error> {
         let path = self.dir.join(name);
-        ifs::write_atomic(&path, contents, 0o600).map_err(err("write", &path))
+        self.ensure()?
+            .write_atomic(name, contents, &Spec::mode(0o600))
+            .map_err(err("write", &path))
     }
 
     pub fn read(&self, name: &str) -> Result<String, Error> {
         let path = self.dir.join(name);
-        std::fs::read_to_string(&path).map_err(err("read", &path))
+        let dir = Dir::open(&self.dir, &Trust::default()).map_err(err("read", &path))?;
+        let (bytes, _) = dir
+            .read_file(name, safefs::STATE_LIMIT)
+            .map_err(err("read", &path))?;
+        String::from_utf8(bytes)
+            .map_err(|e| err("read", &path)(io::Error::new(io::ErrorKind::InvalidData, e)))
     }
 
     pub fn remove(&self, name: &str) {
-        let _ = std::fs::remove_file(self.dir.join(name));
+        if let Ok(dir) = Dir::open(&self.dir, &Trust::default()) {
+            let _ = dir.remove_file(name);
+        }
+    }
+}
+
+/// Reads a journal of this release or of an earlier one.
+fn parse(bytes: &[u8]) -> Result<Journal, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    if value
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+        < 2
+    {
+        migrate_v1(&mut value);
+    }
+    serde_json::from_value(value)
+}
+
+/// Journals of the first release: the attempt held the order (with the names) as `order`,
+/// and a pending step had `request_id`/`certificate_id` of its own.
+fn migrate_v1(journal: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let Some(step) = journal.get_mut("step").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(attempt) = step.get_mut("attempt").and_then(Value::as_object_mut)
+        && let Some(Value::Object(mut order)) = attempt.remove("order")
+    {
+        attempt.insert(
+            "common_name".into(),
+            order.remove("common_name").unwrap_or(Value::Null),
+        );
+        attempt.insert("names".into(), order.remove("names").unwrap_or(json!([])));
+        order.insert("issuer".into(), json!("cert_central"));
+        attempt.insert("target".into(), Value::Object(order));
+    }
+    if step.get("step").and_then(Value::as_str) == Some("pending") {
+        let request_id = step.remove("request_id").unwrap_or(Value::Null);
+        let certificate_id = step.remove("certificate_id").unwrap_or(Value::Null);
+        step.insert(
+            "request".into(),
+            json!({ "issuer": "cert_central", "request_id": request_id, "certificate_id": certificate_id }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A journal of the first release, pending at CertCentral, reads as this release's.
+    #[test]
+    fn first_release_journals_migrate() {
+        let v1 = r#"{
+  "step": { "step": "pending",
+    "attempt": { "reason": "forced", "started": 1, "key_created": 1,
+      "order": { "order_id": 1001, "method": "reissue", "certificate_id": 7, "serial": "AB",
+        "common_name": "example.test", "names": ["example.test", "www.example.test"],
+        "server_platform": 45, "signature_hash": "sha256", "order_valid_till": "2027-01-01" } },
+    "request_id": 42, "certificate_id": null, "since": 1, "polls": 2, "next_poll": 3 },
+  "failures": 0, "updated": 3 }"#;
+        let j = parse(v1.as_bytes()).expect("migrates");
+        let Step::Pending {
+            attempt, request, ..
+        } = &j.step
+        else {
+            panic!("{:?}", j.step)
+        };
+        assert_eq!(attempt.names, ["example.test", "www.example.test"]);
+        assert_eq!(attempt.target.order().map(|o| o.order_id), Some(1001));
+        assert_eq!(request.request_id(), Some(42));
     }
 }

@@ -72,7 +72,7 @@ fn defaults() {
     assert_eq!(c.daemon.concurrency, 4);
     let cert = &c.certificates[0];
     assert_eq!((cert.key_mode, cert.cert_mode), (0o600, 0o644));
-    assert_eq!(cert.method, certkeeper::model::Method::Reissue);
+    assert_eq!(cert.method(), certkeeper::model::Method::Reissue);
     assert!(!cert.skip_approval);
     assert_eq!(cert.renew_before, certkeeper::config::RenewBefore::DEFAULT);
     assert!(

@@ -173,27 +173,50 @@ async fn signals_readiness_and_file_watch() {
     d.assert_logged("key_file does not hold the certificate's key");
     let second = serial(&www).expect("serial");
 
-    // A person removes the certificate: noticed through the file watch within seconds.
+    // A person removes the certificate: noticed through the file watch within seconds; the
+    // live generation is intact, so the link is restored without asking CertCentral.
+    let posts = env.sandbox.count("POST", "/reissue");
     std::fs::remove_file(&www).expect("rm cert");
-    eventually("reissue after removal", Duration::from_secs(15), || {
-        serial(&www).is_some_and(|s| s != second)
-    })
+    eventually(
+        "link restored after removal",
+        Duration::from_secs(15),
+        || serial(&www).as_deref() == Some(second.as_str()),
+    )
     .await;
     d.assert_logged("files changed on disk; checking the certificate cert=www");
+    d.assert_logged(
+        "the live certificate is intact: restored its links, no new certificate needed",
+    );
+    assert_eq!(
+        env.sandbox.count("POST", "/reissue"),
+        posts,
+        "no request for a deleted link"
+    );
     env.assert_installed_set_valid("www");
 
     // Another tool moves a foreign certificate over api's, in a folder that did not exist when
-    // the configuration was reloaded (watched since api's first install).
+    // the configuration was reloaded (watched since api's first install): api's own link is
+    // put back.
     let api = env.path("certs/api/cert.pem");
     let api_first = serial(&api).expect("api serial");
     let staged = env.path("certs/api/incoming.pem");
     std::fs::copy(env.path("root.pem"), &staged).expect("stage");
     std::fs::rename(&staged, &api).expect("mv over cert_file");
-    eventually("reissue after replacement", Duration::from_secs(15), || {
-        serial(&api).is_some_and(|s| s != api_first && s != root_serial)
-    })
+    eventually(
+        "link restored after replacement",
+        Duration::from_secs(15),
+        || {
+            std::fs::symlink_metadata(&api).is_ok_and(|m| m.file_type().is_symlink())
+                && serial(&api).as_deref() == Some(api_first.as_str())
+        },
+    )
     .await;
     d.assert_logged("files changed on disk; checking the certificate cert=api");
+    assert_eq!(
+        env.sandbox.count("POST", "/reissue"),
+        posts,
+        "no request for a replaced link"
+    );
     env.assert_installed_set_valid("api");
 
     // SIGTERM: a clean, quick stop.
@@ -357,14 +380,14 @@ async fn failures_are_isolated_and_logs_are_structured() {
     let one = std::fs::read_to_string(env.path("certs/one/cert.pem")).expect("one");
     let not_after = CertFacts::from_pem(&one).expect("cert").not_after;
     for line in [
-        format!("certkeeper_certificate_expiration_timestamp_seconds{{name=\"one\",order_id=\"1001\"}} {not_after}"),
-        "certkeeper_certificate_ready_status{name=\"one\",order_id=\"1001\",condition=\"True\"} 1".to_owned(),
-        "certkeeper_certificate_ready_status{name=\"bad\",order_id=\"4242\",condition=\"False\"} 1".to_owned(),
-        "certkeeper_renewal_failures_total{name=\"one\",order_id=\"1001\"} 0".to_owned(),
+        format!("certkeeper_certificate_expiration_timestamp_seconds{{name=\"one\",order_id=\"1001\",issuer=\"certcentral\"}} {not_after}"),
+        "certkeeper_certificate_ready_status{name=\"one\",order_id=\"1001\",issuer=\"certcentral\",condition=\"True\"} 1".to_owned(),
+        "certkeeper_certificate_ready_status{name=\"bad\",order_id=\"4242\",issuer=\"certcentral\",condition=\"False\"} 1".to_owned(),
+        "certkeeper_renewal_failures_total{name=\"one\",order_id=\"1001\",issuer=\"certcentral\"} 0".to_owned(),
         "certkeeper_certcentral_requests_total{endpoint=\"GET /order/certificate/{id}\",status=\"404\"}".to_owned(),
         "certkeeper_certcentral_requests_total{endpoint=\"POST /order/certificate/{id}/reissue\",status=\"201\"} 2".to_owned(),
         "certkeeper_pending_requests 0".to_owned(),
-        "certkeeper_order_expiration_timestamp_seconds{name=\"two\",order_id=\"1001\"}".to_owned(),
+        "certkeeper_order_expiration_timestamp_seconds{name=\"two\",order_id=\"1001\",issuer=\"certcentral\"}".to_owned(),
         "# TYPE certkeeper_renewal_failures_total counter".to_owned(),
     ] {
         assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");

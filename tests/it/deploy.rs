@@ -249,7 +249,9 @@ async fn nginx_reload_verify_and_rollback() {
 }
 
 /// Owner, group and modes apply; keys are never readable by others; missing folders are
-/// created (a key's 0700); a symlink at a target is replaced, never written through.
+/// created (a key's with the configured group, 0750); a symlink at a target that leads out of
+/// the state directory is refused with a clear error and never followed; once it is gone, the
+/// install succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_and_symlinks() {
     let env = TestEnv::new().await;
@@ -277,6 +279,15 @@ async fn permissions_and_symlinks() {
         .output()
         .await
         .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_says(&out, "is a symlink to");
+    assert_says(&out, "outside certkeeper's state directory");
+    assert!(
+        !env.path("state/live/www/adopted").exists(),
+        "nothing adopted through the link"
+    );
+    std::fs::remove_file(env.path("certs/www/cert.pem")).expect("remove the planted link");
+    let out = env.certkeeper(&["renew"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for (dir, mode) in [
         ("state", 0o755),
@@ -311,9 +322,9 @@ async fn permissions_and_symlinks() {
     }
     let key_dir = std::fs::metadata(env.path("private/deep")).expect("dir");
     assert_eq!(
-        key_dir.mode() & 0o777,
-        0o700,
-        "a missing key folder is created 0700"
+        (key_dir.mode() & 0o777, key_dir.gid()),
+        (0o750, nogroup),
+        "a missing key folder gets the configured group, so the service reaches its key"
     );
     // The pending key in the state directory was 0600 and is gone after the install.
     assert!(!env.path("state/certs/www/key.pem").exists());

@@ -52,15 +52,19 @@ async fn first_issuance_with_no_files() {
     assert_eq!(env.sandbox.count("POST", "/reissue"), 1);
 }
 
-/// A certificate inside its renewal window is renewed with a new key; one outside is not.
+/// A certificate inside its renewal window is renewed with a new key; one outside is not. A
+/// `renew_before` longer than the lifetime never makes a fresh certificate due (it is capped
+/// at half the lifetime): the certificate is renewed at half its life, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renews_an_expiring_certificate() {
+    // The sandbox backdates by 5 s: a 15-second lifetime. No time-based renewal comes before
+    // half of it has passed since the last renewal.
     let env = TestEnv::with(SandboxConfig {
-        validity: Duration::from_secs(3600),
+        validity: Duration::from_secs(10),
         ..SandboxConfig::default()
     })
     .await;
-    env.write_config("", &env.cert("www", ""));
+    env.write_config("", &env.cert("www", "renew_before = \"2h\""));
     assert!(matches!(
         renew(&env, "www", false).await,
         Outcome::Renewed { .. }
@@ -68,14 +72,17 @@ async fn renews_an_expiring_certificate() {
     let first_serial = serial_of(&env.path("certs/www/cert.pem"));
     let first_key = env.read("certs/www/key.pem");
 
-    // Default policy (a third of the lifetime): a fresh one-hour certificate is not due.
+    // Fresh: not due, whatever renew_before says; `check` explains the cap.
     assert!(matches!(
         renew(&env, "www", false).await,
         Outcome::NotDue { .. }
     ));
+    let check = env.certkeeper(&["check"]).await;
+    crate::common::assert_says(&check, "exceeds half of this certificate's");
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 1);
 
-    // Renew when it expires within two hours: due now.
-    env.write_config("", &env.cert("www", "renew_before = \"2h\""));
+    // Half its life after its renewal (7.5 s): due, renewed once, with a new key.
+    tokio::time::sleep(Duration::from_millis(8000)).await;
     let outcome = renew(&env, "www", false).await;
     assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
     assert_ne!(serial_of(&env.path("certs/www/cert.pem")), first_serial);
@@ -85,6 +92,10 @@ async fn renews_an_expiring_certificate() {
         "every renewal uses a new key"
     );
     env.assert_installed_set_valid("www");
+    assert!(
+        matches!(renew(&env, "www", false).await, Outcome::NotDue { .. }),
+        "the new certificate is not due again at once"
+    );
     assert_eq!(env.sandbox.count("POST", "/reissue"), 2);
 }
 

@@ -16,6 +16,8 @@ use crate::renewal::{DriveOptions, Engine, Outcome};
 use crate::sandbox::{Fault, OrderSpec, Sandbox, SandboxConfig};
 use crate::{daemon, demo, status};
 
+mod check;
+
 /// Keeps DigiCert CertCentral certificates renewed: local keys, reissue or duplicate,
 /// verified atomic install, reload.
 #[derive(Debug, Parser)]
@@ -162,7 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Run => daemon::run(&config_path, daemon::process_signals())
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Check { online } => check(&config_path, online).await,
+            Command::Check { online } => check::run(&config_path, online).await,
             Command::Status { json } => status_cmd(&config_path, json),
             Command::Renew(args) => renew(&config_path, args).await,
             Command::Sandbox(args) => sandbox(args).await,
@@ -179,7 +181,7 @@ fn generate_assets(dir: &Path) -> anyhow::Result<()> {
     let cmd = Cli::command();
     let mut man = Vec::new();
     clap_mangen::Man::new(cmd).render(&mut man)?;
-    man.extend_from_slice(include_bytes!("../packaging/certkeeper.1.tail"));
+    man.extend_from_slice(include_bytes!("../../packaging/certkeeper.1.tail"));
     std::fs::write(dir.join("certkeeper.1"), man)?;
     for shell in [
         clap_complete::Shell::Bash,
@@ -212,126 +214,6 @@ fn init_logging(format: LogFormat) {
         (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
-}
-
-async fn check(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path)?;
-    // Without certificates (a fresh install) no key is needed yet.
-    if !config.certificates.is_empty() || online {
-        config.certcentral.api_key(&config.path)?;
-    }
-    println!(
-        "{}: valid; {} certificate(s); CertCentral at {}",
-        path.display(),
-        config.certificates.len(),
-        config.certcentral.url
-    );
-    for row in status::rows(&config) {
-        let what = match row.state {
-            "ok" => format!(
-                "ok until {}; next check {}",
-                row.not_after.as_deref().unwrap_or("?"),
-                row.next_check.as_deref().unwrap_or("?")
-            ),
-            "due" => format!(
-                "would renew now: {}",
-                row.detail.as_deref().unwrap_or("due")
-            ),
-            "pending" => format!(
-                "would poll CertCentral: {}",
-                row.detail.as_deref().unwrap_or("pending")
-            ),
-            "renewing" => format!("would resume the renewal at step {}", row.step),
-            _ => format!(
-                "would retry from {}: {}",
-                row.next_check
-                    .as_deref()
-                    .unwrap_or("when the configuration changes"),
-                row.last_error.as_deref().unwrap_or("failed")
-            ),
-        };
-        println!(
-            "  {} (order {}, {}): {what}",
-            row.name, row.order_id, row.method
-        );
-    }
-    if config.certificates.is_empty() {
-        println!("  no certificates configured yet: add [[certificate]] tables (see the README)");
-    }
-    if online && !check_online(&config).await? {
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `check --online`: read-only questions to CertCentral. Returns whether all is well
-/// (warnings allowed).
-async fn check_online(config: &Config) -> anyhow::Result<bool> {
-    let engine = Engine::from_config(config)?;
-    let client = &engine.client;
-    println!("online checks against {}:", config.certcentral.url);
-    match client.account().await {
-        Ok(_) => println!("  ok: the API key is accepted"),
-        Err(e) => {
-            println!("  ERROR: {e}");
-            return Ok(false);
-        }
-    }
-    let mut all_ok = true;
-    let today = unix_now();
-    for cert in &config.certificates {
-        let order = match client.order_info(cert.order_id).await {
-            Ok(o) => o,
-            Err(e) => {
-                println!("  ERROR {} (order {}): {e}", cert.name, cert.order_id);
-                all_ok = false;
-                continue;
-            }
-        };
-        let mut problems: Vec<String> = Vec::new();
-        let mut warnings: Vec<String> = Vec::new();
-        let status = order.status.to_ascii_lowercase();
-        if crate::renewal::ORDER_ENDED.contains(&status.as_str()) {
-            problems.push(format!("the order is {status}: a new order is needed"));
-        } else if status == "reissue_pending" && cert.method == crate::model::Method::Reissue {
-            warnings.push("a reissue is pending on the order; certkeeper did not start it".into());
-        }
-        let end = order
-            .order_valid_till
-            .clone()
-            .unwrap_or_else(|| "unknown".into());
-        if let Some(t) = crate::renewal::end_of_day(&end) {
-            let days = (t - today).div_euclid(86_400);
-            if days < 0 {
-                problems.push(format!("the order ended on {end}"));
-            } else if days < 30 {
-                warnings.push(format!(
-                    "the order ends on {end}, in {days} days: renew the order in CertCentral"
-                ));
-            }
-        }
-        if cert.method == crate::model::Method::Duplicate && order.allow_duplicates == Some(false) {
-            problems
-                .push("duplicates are not allowed on this order (method = \"duplicate\")".into());
-        }
-        if order.auto_reissue == Some(1) {
-            warnings.push("auto-reissue is on: DigiCert's own reissues will collide with certkeeper's; turn it off for this order, or set cancel_foreign_reissue = true".into());
-        }
-        let summary = format!(
-            "{} (order {}): status {status}, order ends {end}",
-            cert.name, cert.order_id
-        );
-        if problems.is_empty() {
-            println!("  ok: {summary}");
-        } else {
-            all_ok = false;
-            println!("  ERROR {summary}: {}", problems.join("; "));
-        }
-        for w in warnings {
-            println!("  warning {}: {w}", cert.name);
-        }
-    }
-    Ok(all_ok)
 }
 
 fn status_cmd(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
