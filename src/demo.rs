@@ -19,11 +19,7 @@ const ORDER_ID: u64 = 1001;
 /// Runs the demo in `dir` with certificates valid for `validity`.
 pub async fn run(dir: &Path, validity: Duration, once: bool) -> anyhow::Result<ExitCode> {
     let dir = std::path::absolute(dir).context("cannot resolve the demo folder")?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir.join("certs"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    prepare_folder(&dir)?;
     let sandbox = Sandbox::start(
         "127.0.0.1:0".parse()?,
         SandboxConfig {
@@ -93,6 +89,37 @@ pub async fn run(dir: &Path, validity: Duration, once: bool) -> anyhow::Result<E
     }
 }
 
+/// The file that marks a folder as made by the demo: only such a folder is ever cleared.
+const MARKER: &str = ".certkeeper-demo";
+
+/// Makes `dir` a fresh demo folder: created if missing; cleared only if an earlier demo made
+/// it (it holds the marker); any other folder that is not empty is refused, never deleted.
+fn prepare_folder(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_none();
+        if !empty && !dir.join(MARKER).is_file() {
+            anyhow::bail!(
+                "{} exists and was not made by `certkeeper demo`; refusing to clear it. Choose another folder with --dir",
+                dir.display()
+            );
+        }
+        if !empty {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir.join("certs"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by `certkeeper demo`; the demo clears this folder at its next run\n",
+    )?;
+    Ok(())
+}
+
 fn print_inspect(dir: &Path) {
     let p = |f: &str| -> PathBuf { dir.join("certs").join(f) };
     println!("Inspect the files with openssl:");
@@ -147,4 +174,32 @@ deploy_check = ["test", "-s", "{cert}"]
 "#,
         cert = dir.join("certs/cert.pem").display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `demo --dir .` once removed a `.git`: only a folder the demo made is ever cleared.
+    #[test]
+    fn only_a_demo_folder_is_cleared() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mine = tmp.path().join("project");
+        std::fs::create_dir_all(mine.join(".git")).expect("mkdir");
+        let e = prepare_folder(&mine).expect_err("refused");
+        assert!(
+            e.to_string().contains("was not made by `certkeeper demo`"),
+            "{e}"
+        );
+        assert!(mine.join(".git").is_dir(), "nothing deleted");
+
+        let demo = tmp.path().join("demo");
+        prepare_folder(&demo).expect("a new folder");
+        std::fs::write(demo.join("certs/old.pem"), "x").expect("write");
+        prepare_folder(&demo).expect("an earlier demo's folder is cleared");
+        assert!(!demo.join("certs/old.pem").exists());
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        prepare_folder(&empty).expect("an empty folder is fine");
+    }
 }

@@ -12,6 +12,9 @@ use tokio::process::Command;
 
 /// How much of a hook's output is kept (the tail).
 const OUTPUT_LIMIT: usize = 4096;
+/// How long to wait for a hook's output after it exited (a child it left behind may keep the
+/// pipes open).
+const READ_GRACE: Duration = Duration::from_secs(1);
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Why a hook failed.
@@ -77,8 +80,10 @@ pub async fn run(
         source,
     })?;
     let pid = child.id();
-    let out = tokio::spawn(read_bounded(child.stdout.take()));
-    let err = tokio::spawn(read_bounded(child.stderr.take()));
+    // Both pipes are read at once, in one task that is aborted if it outlives the grace.
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let mut readers =
+        tokio::spawn(async move { tokio::join!(read_bounded(stdout), read_bounded(stderr)) });
     let waited = tokio::time::timeout(timeout, child.wait()).await;
     if waited.is_err() {
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -89,18 +94,15 @@ pub async fn run(
         }
         let _ = child.wait().await;
     }
-    // A daemon forked by the hook may hold the pipes open; do not wait for it.
-    let grace = Duration::from_secs(1);
-    let stdout = tokio::time::timeout(grace, out)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    let stderr = tokio::time::timeout(grace, err)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    // A daemon forked by the hook may hold the pipes open: wait a moment, then abort the
+    // readers, which closes our ends of the pipes.
+    let (stdout, stderr) = match tokio::time::timeout(READ_GRACE, &mut readers).await {
+        Ok(Ok(both)) => both,
+        _ => {
+            readers.abort();
+            (String::new(), String::new())
+        }
+    };
     let output = bounded_tail(&format!("{stdout}{stderr}"));
     match waited {
         Err(_) => Err(Error::TimedOut {
@@ -205,5 +207,30 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
         let e = run(&argv(&["/nonexistent/hook"]), &[], Duration::from_secs(1)).await;
         assert!(matches!(e, Err(Error::Spawn { .. })), "{e:?}");
+    }
+
+    /// A hook whose child keeps stdout open leaks neither descriptors nor tasks: the readers
+    /// are aborted after the grace period, and the run returns.
+    #[tokio::test]
+    async fn a_child_holding_the_pipes_leaks_nothing() {
+        let open_fds = || std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+        let before = open_fds();
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            run(
+                &argv(&["sh", "-c", "sleep 30 & echo started"]),
+                &[],
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("the hook itself succeeds");
+            assert!(started.elapsed() < Duration::from_secs(5));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            open_fds() <= before + 1,
+            "descriptors leaked: {before} before, {} after",
+            open_fds()
+        );
     }
 }

@@ -59,7 +59,7 @@ pub enum Command {
     /// Renew the named (default: all) certificates that are due, now.
     Renew(RenewArgs),
     /// Serve a local CertCentral-compatible CA for tests and trials.
-    Sandbox(SandboxArgs),
+    Sandbox(Box<SandboxArgs>),
     /// Try certkeeper: a sandbox CA, a short-lived certificate, live renewals.
     Demo(DemoArgs),
     /// Write the man page and shell completions into a folder (for packaging).
@@ -117,6 +117,36 @@ pub struct SandboxArgs {
     /// Write the sandbox root certificate (PEM) here.
     #[arg(long, value_name = "FILE")]
     pub root_out: Option<PathBuf>,
+    /// Keep the CA, the orders and what was issued in this folder, across restarts.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Where a name's web server listens, for http-token validation: NAME=IP:PORT, or
+    /// *=IP:PORT for every name (repeatable).
+    #[arg(long = "dcv-resolve", value_name = "NAME=IP:PORT", value_parser = parse_resolve)]
+    pub dcv_resolve: Vec<(String, SocketAddr)>,
+    /// The DNS server asked for dns-txt-token and dns-cname-token validation (default: the
+    /// system's).
+    #[arg(long, value_name = "IP:PORT")]
+    pub dns_server: Option<SocketAddr>,
+    /// How often the sandbox checks pending validations by itself (0s: only on check-dcv).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub dcv_poll: Duration,
+    /// How long a DCV random value lasts.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub dcv_value_lifetime: Duration,
+    /// How long a domain validation is reused on OV orders (DV orders reuse none).
+    #[arg(long, default_value = "199d", value_parser = humantime::parse_duration)]
+    pub dcv_reuse: Duration,
+}
+
+fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid {s:?}; write NAME=IP:PORT"))?;
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("invalid address in {s:?}; write NAME=IP:PORT"))?;
+    Ok((name.trim().to_ascii_lowercase(), addr))
 }
 
 #[derive(Debug, Args)]
@@ -167,7 +197,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Check { online } => check::run(&config_path, online).await,
             Command::Status { json } => status_cmd(&config_path, json),
             Command::Renew(args) => renew(&config_path, args).await,
-            Command::Sandbox(args) => sandbox(args).await,
+            Command::Sandbox(args) => sandbox(*args).await,
             Command::Demo(args) => demo::run(&args.dir, args.validity, args.once).await,
             Command::GenerateAssets { dir } => generate_assets(&dir).map(|()| ExitCode::SUCCESS),
         }
@@ -347,6 +377,14 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<ExitCode> {
             api_key: args.api_key,
             faults: args.faults,
             rate_limits: args.rate_limits,
+            state_dir: args.state,
+            reach: crate::sandbox::Reach {
+                resolve: args.dcv_resolve,
+                dns_server: args.dns_server,
+            },
+            dcv_poll: args.dcv_poll,
+            dcv_value_lifetime: args.dcv_value_lifetime,
+            dcv_reuse: args.dcv_reuse,
         },
     )
     .await?;

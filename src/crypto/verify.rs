@@ -85,6 +85,12 @@ pub fn check_issued(
             break;
         };
         verify_signature(&current, &issuer)?;
+        if !issuer.is_ca {
+            return Err(Error::Rejected(format!(
+                "the chain does not verify: {} signed {} but is not a CA (no basicConstraints CA:TRUE, RFC 5280 §4.2.1.9)",
+                issuer.subject, current.subject
+            )));
+        }
         intermediates.push(issuer.clone());
         current = issuer;
     }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// One kind of misbehaviour.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FaultKind {
     /// `429 request_limit_exceeded` without `Retry-After`.
     RateLimit,
@@ -29,6 +29,11 @@ pub enum FaultKind {
     TruncatedPem,
     /// The next issued certificate is signed by a key other than the intermediate's.
     BadChain,
+    /// The next answer is a body that never ends (a misbehaving proxy).
+    EndlessBody,
+    /// Order info serves `"organization": []`, the empty-object quirk list orders is
+    /// documented to have (certcentral-api.md §8), to keep lenient clients tested.
+    OrganizationEmptyArray,
 }
 
 impl FaultKind {
@@ -36,7 +41,11 @@ impl FaultKind {
     pub fn is_transport(&self) -> bool {
         matches!(
             self,
-            Self::RateLimit | Self::RateLimitAfter(_) | Self::ServerError(_) | Self::Slow(_)
+            Self::RateLimit
+                | Self::RateLimitAfter(_)
+                | Self::ServerError(_)
+                | Self::Slow(_)
+                | Self::EndlessBody
         )
     }
 }
@@ -96,9 +105,11 @@ impl FromStr for Fault {
             "expired" => FaultKind::Expired,
             "truncated-pem" => FaultKind::TruncatedPem,
             "bad-chain" => FaultKind::BadChain,
+            "endless-body" => FaultKind::EndlessBody,
+            "organization-empty-array" => FaultKind::OrganizationEmptyArray,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?}; known: rate-limit[=SECS], server-error[=5xx], slow=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem, bad-chain"
+                    "unknown fault {other:?}; known: rate-limit[=SECS], server-error[=5xx], slow=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem, bad-chain, endless-body, organization-empty-array"
                 ));
             }
         };

@@ -191,7 +191,9 @@ async fn ended_order_is_reported_and_not_retried() {
 async fn foreign_reissue_is_reported_or_canceled() {
     let env = TestEnv::new().await;
     env.write_config("", &env.cert("www", ""));
-    env.sandbox.start_foreign_reissue(1001).expect("foreign");
+    env.sandbox
+        .start_foreign_reissue(1001, false)
+        .expect("foreign");
     assert_eq!(
         get(&env, "/order/certificate/1001").await["status"],
         "reissue_pending"
@@ -217,8 +219,11 @@ async fn cert_validity_days_is_sent_and_explained() {
     let mut order: OrderSpec = "1001:example.test".parse().expect("order");
     let end = time::OffsetDateTime::now_utc().date() + time::Duration::days(30);
     order.order_valid_till = Some(end.to_string());
+    order.multi_year_plan = true;
+    let mut plain: OrderSpec = "1002:plain.example.test".parse().expect("order");
+    plain.order_valid_till = Some(end.to_string());
     let env = TestEnv::with(SandboxConfig {
-        orders: vec![order],
+        orders: vec![order, plain],
         ..SandboxConfig::default()
     })
     .await;
@@ -242,4 +247,26 @@ async fn cert_validity_days_is_sent_and_explained() {
         days.is_some_and(|d| (19..=20).contains(&d)),
         "the certificate runs the 20 days asked for: {days:?}"
     );
+
+    // Not a Multi-year Plan: CertCentral ignores cert_validity on reissues; the certificate
+    // runs to the order's end at most (the sandbox issues 90 days, capped), and
+    // `check --online` says the setting does nothing.
+    env.write_config(
+        "",
+        &env.cert("www", "cert_validity_days = 100")
+            .replace("order_id = 1001", "order_id = 1002"),
+    );
+    let force = DriveOptions {
+        force: true,
+        ignore_backoff: true,
+    };
+    let outcome = drive(&env, "www", force).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    let days = certkeeper::status::rows(&env.config())[0].days_left;
+    assert!(
+        days.is_some_and(|d| (29..=30).contains(&d)),
+        "capped at the order's end: {days:?}"
+    );
+    let out = env.certkeeper(&["check", "--online"]).await;
+    crate::common::assert_says(&out, "the order is not a Multi-year Plan");
 }
