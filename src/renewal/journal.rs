@@ -169,8 +169,34 @@ impl Published {
                     ..
                 },
             ) => root == r2 && path == p2 && content == c2,
-            (Self::Hook { record: a, .. }, Self::Hook { record: b, .. })
-            | (Self::Update { record: a, .. }, Self::Update { record: b, .. }) => a == b,
+            (
+                Self::Hook {
+                    record: a,
+                    publish: pa,
+                    ..
+                },
+                Self::Hook {
+                    record: b,
+                    publish: pb,
+                    ..
+                },
+            ) => a == b && pa == pb,
+            (
+                Self::Update {
+                    record: a,
+                    server: sa,
+                    port: pa,
+                    zone: za,
+                    ..
+                },
+                Self::Update {
+                    record: b,
+                    server: sb,
+                    port: pb,
+                    zone: zb,
+                    ..
+                },
+            ) => a == b && sa == sb && pa == pb && za == zb,
             _ => false,
         }
     }

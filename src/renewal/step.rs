@@ -120,6 +120,10 @@ pub enum Request {
         certificate_id: Option<u64>,
         #[serde(default)]
         random_value: Option<RandomValue>,
+        /// Whether the order's DCV method is known to be the configured one (switched with
+        /// `PUT …/dcv-method` when it differed).
+        #[serde(default)]
+        method_set: bool,
     },
     Acme {
         /// The order URL, journaled before anything else is done with the order.

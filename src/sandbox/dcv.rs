@@ -209,10 +209,15 @@ async fn query(server: SocketAddr, owner: &str, rtype: RecordType) -> Vec<String
     name.set_fqdn(true);
     let stream = UdpClientStream::builder(server, TokioRuntimeProvider::new())
         .with_timeout(Some(Duration::from_secs(3)))
+        .with_max_retries(1)
         .build();
     let (mut client, bg) = Client::<TokioRuntimeProvider>::from_sender(stream);
     tokio::spawn(bg);
-    let Ok(resp) = client.query(name, DNSClass::IN, rtype).await else {
+    let answer = tokio::time::timeout(
+        Duration::from_secs(4),
+        client.query(name, DNSClass::IN, rtype),
+    );
+    let Ok(Ok(resp)) = answer.await else {
         return Vec::new();
     };
     resp.answers

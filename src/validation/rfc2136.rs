@@ -181,35 +181,61 @@ impl Updater {
         Self { server, key, zone }
     }
 
-    /// The zone that holds `owner`: the configured one, or found by an SOA query.
+    /// The zone that holds `owner`: the configured one, or found by SOA queries, walking up
+    /// from `owner` (a CNAME at the name itself answers without an SOA; its parent does not).
     pub async fn zone_for(&self, owner: &str) -> Result<String, Error> {
         if let Some(z) = &self.zone {
             return Ok(z.clone());
         }
         let mut c = client(self.server, None);
-        let qname = name(owner)?;
-        let soa_owner = match c.query(qname.clone(), DNSClass::IN, HickoryType::SOA).await {
-            Ok(r) => r
-                .answers
-                .iter()
-                .chain(r.authorities.iter())
-                .find(|rec| rec.record_type() == HickoryType::SOA)
-                .map(|rec| rec.name.clone()),
-            Err(e) if e.is_no_records_found() => e.into_soa().map(|soa| soa.name.clone()),
-            Err(e) => {
-                return Err(Error::Dns(format!(
-                    "cannot find the zone of {owner} at {}: {e}; set zone in [[dns_update]]",
-                    self.server
-                )));
+        let mut candidate = owner.trim_end_matches('.').to_owned();
+        loop {
+            let qname = name(&candidate)?;
+            match c.query(qname.clone(), DNSClass::IN, HickoryType::SOA).await {
+                Ok(r) => {
+                    let soa = r
+                        .answers
+                        .iter()
+                        .find(|rec| rec.record_type() == HickoryType::SOA)
+                        .or_else(|| {
+                            r.authorities
+                                .iter()
+                                .find(|rec| rec.record_type() == HickoryType::SOA)
+                        });
+                    if let Some(soa) = soa {
+                        return Ok(soa
+                            .name
+                            .to_ascii()
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase());
+                    }
+                }
+                Err(e) if e.is_no_records_found() => {
+                    if let Some(soa) = e.into_soa() {
+                        return Ok(soa
+                            .name
+                            .to_ascii()
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase());
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::Dns(format!(
+                        "cannot find the zone of {owner} at {}: {e}; set zone in [[dns_update]]",
+                        self.server
+                    )));
+                }
             }
-        };
-        let zone = soa_owner.ok_or_else(|| {
-            Error::Dns(format!(
-                "{} named no zone for {owner} (no SOA); set zone in [[dns_update]]",
-                self.server
-            ))
-        })?;
-        Ok(zone.to_ascii().trim_end_matches('.').to_ascii_lowercase())
+            match candidate.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => candidate = parent.to_owned(),
+                _ => {
+                    return Err(Error::Dns(format!(
+                        "{} named no zone for {owner} (no SOA); set zone in [[dns_update]]",
+                        self.server
+                    )));
+                }
+            }
+        }
     }
 
     fn rrset(record: &DnsRecord, ttl: u32) -> Result<RecordSet, Error> {

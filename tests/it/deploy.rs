@@ -2,144 +2,9 @@
 //! a check fails, permissions, symlink safety, and what hooks see.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::common::{API_KEY, TestEnv, assert_says, path_str, serial_of, text};
-
-/// A private nginx: own prefix and config, 127.0.0.1 on a free port, master in the foreground.
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(dir: PathBuf, fullchain: &Path, key: &Path) -> Self {
-        let nginx = Path::new("/usr/sbin/nginx");
-        assert!(
-            nginx.exists(),
-            "nginx is not installed: run ./.ci/run, which installs it from Debian's packages"
-        );
-        std::fs::create_dir_all(&dir).expect("nginx dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let d = dir.display();
-        let conf = format!(
-            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             server {{\n  listen 127.0.0.1:{port} ssl;\n  server_name example.test;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  location / {{ return 200 \"ok\\n\"; }}\n }}\n}}\n",
-            fullchain.display(),
-            key.display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
-        let mut me = Self {
-            child: Command::new(nginx)
-                .args(Self::base_args(&dir))
-                .args(["-g", "daemon off;"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("nginx starts"),
-            dir,
-            port,
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = me.child.try_wait() {
-                panic!(
-                    "nginx exited ({status}): {}",
-                    std::fs::read_to_string(me.dir.join("error.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nginx did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        me
-    }
-
-    fn base_args(dir: &Path) -> Vec<String> {
-        [
-            "-p",
-            path_str(dir),
-            "-c",
-            path_str(&dir.join("nginx.conf")),
-            "-e",
-            path_str(&dir.join("error.log")),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
-    }
-
-    /// A TOML argv for an nginx command on this instance.
-    fn toml_argv(&self, extra: &[&str]) -> String {
-        let mut v = vec!["/usr/sbin/nginx".to_owned()];
-        v.extend(Self::base_args(&self.dir));
-        v.extend(extra.iter().map(|s| (*s).to_owned()));
-        format!(
-            "[{}]",
-            v.iter()
-                .map(|s| format!("{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
-
-    /// The serial nginx serves, as `openssl s_client` sees it (independent of certkeeper).
-    fn served_serial(&self) -> String {
-        let s_client = Command::new("openssl")
-            .args([
-                "s_client",
-                "-connect",
-                &format!("127.0.0.1:{}", self.port),
-                "-servername",
-                "example.test",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("s_client");
-        let x509 = Command::new("openssl")
-            .args(["x509", "-noout", "-serial"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().expect("stdin").write_all(&s_client.stdout)?;
-                c.wait_with_output()
-            })
-            .expect("x509");
-        String::from_utf8_lossy(&x509.stdout)
-            .trim()
-            .trim_start_matches("serial=")
-            .to_owned()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-QUIT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::servers::Nginx;
 
 fn snapshot(env: &TestEnv) -> Vec<Vec<u8>> {
     ["cert.pem", "key.pem", "chain.pem", "fullchain.pem"]
@@ -157,7 +22,7 @@ async fn nginx_reload_verify_and_rollback() {
     env.write_config("", &env.cert("www", ""));
     let out = env.certkeeper(&["renew"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let nginx = Nginx::start(
+    let nginx = Nginx::tls(
         env.path("nginx"),
         &env.path("certs/www/fullchain.pem"),
         &env.path("certs/www/key.pem"),

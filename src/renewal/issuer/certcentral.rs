@@ -310,6 +310,7 @@ fn accepted(ctx: &Ctx<'_>, o: &OrderSnapshot, resp: SubmitResponse) -> Answer {
         request_id,
         certificate_id: resp.certificate_id,
         random_value,
+        method_set: false,
     };
     if !resp.certificate_chain.is_empty() {
         let pem: String = resp
@@ -351,6 +352,7 @@ pub(super) async fn reconcile(
                 request_id: None,
                 certificate_id: Some(entry.id),
                 random_value: None,
+                method_set: false,
             };
             Ok(Some(if ctx.cert.validation.dcv_method != DcvMethod::None {
                 Answer::Validate(request)
@@ -447,6 +449,7 @@ pub(super) async fn poll(
             request_id: request.request_id(),
             certificate_id: Some(id),
             random_value: None,
+            method_set: false,
         }),
     }))
 }
@@ -463,6 +466,7 @@ pub(super) async fn round(
         request_id,
         certificate_id,
         random_value,
+        method_set,
     } = request
     else {
         return Err(Failure::new(
@@ -472,28 +476,33 @@ pub(super) async fn round(
     };
     let now = unix_now();
     let method = ctx.cert.validation.dcv_method;
+    let switch = !method_set
+        && o.dcv_method
+            .as_deref()
+            .is_some_and(|m| !m.eq_ignore_ascii_case(method.as_str()));
     let usable = random_value
         .clone()
         .filter(|v| v.expires.is_none_or(|t| t > now));
-    let value = match usable {
-        Some(v) => v,
-        None => {
+    let value = match (switch, usable) {
+        (false, Some(v)) => v,
+        _ => {
             let cc = client(ctx)?;
-            let fresh = match (&o.dcv_method, &o.dcv_random_value, random_value) {
+            let fresh = if switch {
                 // The order's method differs: switch it (the answer carries the value).
-                (Some(m), _, _) if !m.eq_ignore_ascii_case(method.as_str()) => {
-                    info!(cert = %ctx.cert.name, order_id = o.order_id, from = %m, to = %method, "switching the order's DCV method");
-                    cc.set_dcv_method(o.order_id, method.as_str()).await
+                info!(cert = %ctx.cert.name, order_id = o.order_id, from = o.dcv_method.as_deref().unwrap_or(""), to = %method, "switching the order's DCV method");
+                cc.set_dcv_method(o.order_id, method.as_str()).await
+            } else {
+                match (&o.dcv_random_value, random_value) {
+                    // Order info carried a value and none expired yet: use it.
+                    (Some(v), None) if !v.trim().is_empty() => Ok(certcentral::DcvRandomValue {
+                        dcv_random_value: v.clone(),
+                        expiration_date: None,
+                    }),
+                    _ => cc.dcv_random_value(o.order_id).await,
                 }
-                // Order info carried a value and none expired yet: use it.
-                (_, Some(v), None) if !v.trim().is_empty() => Ok(certcentral::DcvRandomValue {
-                    dcv_random_value: v.clone(),
-                    expiration_date: None,
-                }),
-                _ => cc.dcv_random_value(o.order_id).await,
             }
             .map_err(|e| retry_or_restart(e, here))?;
-            if random_value.is_some() {
+            if random_value.is_some() && !switch {
                 info!(cert = %ctx.cert.name, order_id = o.order_id, "the random value expired; publishing the new one");
             }
             RandomValue {
@@ -513,6 +522,7 @@ pub(super) async fn round(
             request_id: *request_id,
             certificate_id: *certificate_id,
             random_value: Some(value),
+            method_set: true,
         },
         records,
         done: None,
@@ -614,6 +624,7 @@ pub(super) async fn check(
                 request_id: request.request_id(),
                 certificate_id,
                 random_value: None,
+                method_set: false,
             };
             let issued = answer
                 .order_status
@@ -659,11 +670,29 @@ pub(super) async fn check(
             crate::metrics::count_dcv_check("error");
             Err(Failure::new(e, here.clone()))
         }
-        // Anything else (the order is no longer pending, for one): let the poll find out.
+        // Anything else: perhaps the order is no longer pending (DigiCert validated it by
+        // itself); if so, the poll finds the certificate, else it is "not yet", with the
+        // answer shown as it is.
         Err(e) => {
             crate::metrics::count_dcv_check("error");
-            warn!(cert = %ctx.cert.name, order_id = o.order_id, error = %e, "CertCentral refused the DCV check; looking at the order instead");
-            Ok(Checked::Done(Answer::Pending(request.clone())))
+            warn!(cert = %ctx.cert.name, order_id = o.order_id, error = %e, "CertCentral refused the DCV check");
+            let order = cc
+                .order_info(o.order_id)
+                .await
+                .map_err(|e| retry_or_restart(e, here))?;
+            let status = order.status.to_ascii_lowercase();
+            let moved_on = matches!(status.as_str(), "issued" | "approved")
+                && (o.method == Method::Duplicate || order.certificate.id != o.certificate_id);
+            if moved_on {
+                return Ok(Checked::Done(Answer::Pending(request.clone())));
+            }
+            Ok(Checked::NotYet {
+                answer: e
+                    .api_errors()
+                    .first()
+                    .map_or_else(|| e.to_string(), ToString::to_string),
+                unvalidated: attempt.names.clone(),
+            })
         }
     }
 }

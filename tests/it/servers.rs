@@ -1,0 +1,303 @@
+//! Real servers for the tests, from Debian's packages (installed by .ci/run), each a private
+//! instance on a free loopback port in the test's folder, stopped on drop: nginx (TLS for
+//! deployments, plain HTTP for a web root) and BIND 9 (`named`, an authoritative zone that takes
+//! TSIG-signed dynamic updates).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::path_str;
+
+/// A free TCP (and, for named, UDP) port on loopback.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Waits until `port` accepts TCP connections, or the child exits.
+fn wait_listening(child: &mut Child, port: u16, what: &str, log: &Path) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{what} did not start listening: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(child: &mut Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A private nginx: own prefix and config, 127.0.0.1 on a free port, master in the foreground.
+pub struct Nginx {
+    child: Child,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Nginx {
+    /// TLS for `example.test` with these files.
+    pub fn tls(dir: PathBuf, fullchain: &Path, key: &Path) -> Self {
+        let server = format!(
+            "listen 127.0.0.1:{{port}} ssl;\n  server_name example.test;\n  ssl_certificate {};\n  ssl_certificate_key {};\n  location / {{ return 200 \"ok\\n\"; }}",
+            fullchain.display(),
+            key.display()
+        );
+        Self::start(dir, &server)
+    }
+
+    /// Plain HTTP serving `root` for any name, with an access log (`access.log`).
+    pub fn webroot(dir: PathBuf, root: &Path) -> Self {
+        let server = format!(
+            "listen 127.0.0.1:{{port}};\n  server_name _;\n  root {};\n  access_log {}/access.log;",
+            root.display(),
+            dir.display()
+        );
+        Self::start(dir, &server)
+    }
+
+    fn start(dir: PathBuf, server: &str) -> Self {
+        let nginx = Path::new("/usr/sbin/nginx");
+        assert!(
+            nginx.exists(),
+            "nginx is not installed: run ./.ci/run, which installs it from Debian's packages"
+        );
+        std::fs::create_dir_all(&dir).expect("nginx dir");
+        let port = free_port();
+        let d = dir.display();
+        let server = server.replace("{port}", &port.to_string());
+        let conf = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             server {{\n  {server}\n }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
+        let mut child = Command::new(nginx)
+            .args(Self::base_args(&dir))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nginx starts");
+        wait_listening(&mut child, port, "nginx", &dir.join("error.log"));
+        Self { child, dir, port }
+    }
+
+    pub fn base_args(dir: &Path) -> Vec<String> {
+        [
+            "-p",
+            path_str(dir),
+            "-c",
+            path_str(&dir.join("nginx.conf")),
+            "-e",
+            path_str(&dir.join("error.log")),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    /// A TOML argv for an nginx command on this instance.
+    pub fn toml_argv(&self, extra: &[&str]) -> String {
+        let mut v = vec!["/usr/sbin/nginx".to_owned()];
+        v.extend(Self::base_args(&self.dir));
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        toml_argv(&v)
+    }
+
+    /// The serial nginx serves, as `openssl s_client` sees it (independent of certkeeper).
+    pub fn served_serial(&self) -> String {
+        let s_client = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{}", self.port),
+                "-servername",
+                "example.test",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("s_client");
+        let x509 = Command::new("openssl")
+            .args(["x509", "-noout", "-serial"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(&s_client.stdout)?;
+                c.wait_with_output()
+            })
+            .expect("x509");
+        String::from_utf8_lossy(&x509.stdout)
+            .trim()
+            .trim_start_matches("serial=")
+            .to_owned()
+    }
+
+    /// The access log (webroot instances).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        stop(&mut self.child, "-QUIT");
+    }
+}
+
+/// An argv as a TOML array.
+pub fn toml_argv(v: &[String]) -> String {
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The zone every DNS test uses.
+pub const ZONE: &str = "example.test";
+/// The TSIG key's name.
+pub const KEY_NAME: &str = "certkeeper-key";
+
+/// A private BIND 9: `named` in the foreground on a free loopback port, authoritative for
+/// `example.test` (which already holds an SPF TXT record at its apex), taking dynamic updates
+/// signed with a fresh hmac-sha256 TSIG key.
+pub struct Bind {
+    child: Child,
+    pub dir: PathBuf,
+    pub port: u16,
+    /// The key in BIND's key-file syntax, mode 0600.
+    pub key_file: PathBuf,
+}
+
+impl Bind {
+    pub fn start(dir: PathBuf) -> Self {
+        let named = Path::new("/usr/sbin/named");
+        assert!(
+            named.exists(),
+            "BIND is not installed: run ./.ci/run, which installs bind9 from Debian's packages"
+        );
+        std::fs::create_dir_all(&dir).expect("named dir");
+        let key_file = dir.join("tsig.key");
+        let key = Command::new("/usr/sbin/tsig-keygen")
+            .args(["-a", "hmac-sha256", KEY_NAME])
+            .output()
+            .expect("tsig-keygen");
+        assert!(key.status.success(), "tsig-keygen failed");
+        std::fs::write(&key_file, &key.stdout).expect("key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let port = free_port();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("example.test.zone"),
+            "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns.example.test. admin.example.test. ( 1 60 60 600 60 )\n@ IN NS ns.example.test.\nns IN A 127.0.0.1\n@ IN A 127.0.0.1\nwww IN A 127.0.0.1\napi IN A 127.0.0.1\n@ IN TXT \"v=spf1 -all\"\n",
+        )
+        .expect("zone");
+        std::fs::write(
+            dir.join("named.conf"),
+            format!(
+                "options {{\n directory \"{d}\";\n pid-file \"{d}/named.pid\";\n session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n listen-on port {port} {{ 127.0.0.1; }};\n listen-on-v6 {{ none; }};\n recursion no;\n dnssec-validation no;\n notify no;\n}};\ninclude \"{}\";\nzone \"{ZONE}\" {{ type primary; file \"{d}/example.test.zone\"; allow-update {{ key \"{KEY_NAME}\"; }}; }};\n",
+                key_file.display()
+            ),
+        )
+        .expect("conf");
+        let log = dir.join("named.log");
+        let mut child = Command::new(named)
+            .args(["-g", "-n", "1", "-c", path_str(&dir.join("named.conf"))])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("named starts");
+        wait_listening(&mut child, port, "named", &log);
+        Self {
+            child,
+            dir,
+            port,
+            key_file,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// What `dig` sees for `name`/`rtype` (an independent client), one answer per line.
+    pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "+short",
+                "+norecurse",
+                rtype,
+                name,
+            ])
+            .output()
+            .expect("dig (bind9-dnsutils) runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().trim_matches('"').trim_end_matches('.').to_owned())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// A hook script (for `dns_publish`/`dns_cleanup`) that adds (`add`) or deletes
+    /// (`delete`) the record certkeeper names in its environment with Debian's `nsupdate`,
+    /// and appends what it did and the environment's variable names to `log`.
+    pub fn nsupdate_hook(&self, dir: &Path, action: &str, log: &Path) -> PathBuf {
+        let path = dir.join(format!("dns-{action}.sh"));
+        let ttl = if action == "add" { " 60" } else { "" };
+        let script = format!(
+            "#!/bin/sh\nset -e\necho \"{action} $CERTKEEPER_DCV_RECORD_NAME $CERTKEEPER_DCV_RECORD_TYPE $CERTKEEPER_DCV_RECORD_VALUE domain=$CERTKEEPER_DCV_DOMAIN method=$CERTKEEPER_DCV_METHOD vars=$(env | cut -d= -f1 | sort | tr '\\n' ',')\" >> {log}\n\
+             value=\"$CERTKEEPER_DCV_RECORD_VALUE\"\n[ \"$CERTKEEPER_DCV_RECORD_TYPE\" = CNAME ] && value=\"$value.\"\n[ \"$CERTKEEPER_DCV_RECORD_TYPE\" = TXT ] && value=\"\\\"$value\\\"\"\n\
+             printf 'server 127.0.0.1 {port}\\nzone {ZONE}\\nupdate {action} %s{ttl} %s %s\\nsend\\n' \"$CERTKEEPER_DCV_RECORD_NAME\" \"$CERTKEEPER_DCV_RECORD_TYPE\" \"$value\" | /usr/bin/nsupdate -k {key}\n",
+            log = log.display(),
+            port = self.port,
+            key = self.key_file.display(),
+        );
+        std::fs::write(&path, script).expect("hook");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        stop(&mut self.child, "-TERM");
+    }
+}
