@@ -1,48 +1,359 @@
-//! ACME (RFC 8555) issuers: accounts, orders, challenges, renewal information (RFC 9773).
-//! This module knows nothing of config files or state; the renewal engine stores what it
-//! returns.
+//! ACME (RFC 8555) CAs through instant-acme: accounts (with External Account Binding),
+//! orders, authorizations and challenges, renewal information (ARI, RFC 9773), profiles.
+//!
+//! HTTP goes through reqwest with the same rules as the CertCentral client: TLS always
+//! verified (the system's roots plus `ca_file`), timeouts, answers capped at 1 MiB. Accounts
+//! are P-256 keys; their credentials (which hold the key) are returned to the caller to store
+//! (0600) and restored from there. This module knows nothing of config files or state.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+use bytes::Bytes;
+use instant_acme::{
+    Account, AccountCredentials, BodyWrapper, BytesResponse, ExternalAccountKey, HttpClient,
+    NewAccount,
+};
 
 use crate::config;
 
-/// An error from an ACME CA.
+pub use instant_acme::{
+    AuthorizationStatus, ChallengeType, Identifier, NewOrder, Order, OrderStatus,
+};
+
+/// The largest answer accepted (a certificate chain is a few KiB).
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// An error from an ACME CA, or on the way to it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The CA answered with a problem document (RFC 8555 §6.7).
+    #[error("the ACME CA at {directory} answered: {source}")]
+    Acme {
+        directory: String,
+        source: instant_acme::Error,
+    },
+    /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),
 }
 
 impl Error {
-    pub fn is_retryable(&self) -> bool {
-        false
+    fn at(directory: &str) -> impl FnOnce(instant_acme::Error) -> Self + '_ {
+        move |source| Self::Acme {
+            directory: directory.to_owned(),
+            source,
+        }
     }
 
+    /// Whether trying again later may succeed: server errors, rate limits, a bad nonce, and
+    /// failures of the connection.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Acme { source, .. } => match source {
+                instant_acme::Error::Api(p) => {
+                    p.status.is_some_and(|s| s >= 500 || s == 429)
+                        || p.r#type.as_deref().is_some_and(|t| {
+                            t.ends_with(":rateLimited")
+                                || t.ends_with(":badNonce")
+                                || t.ends_with(":serverInternal")
+                        })
+                }
+                instant_acme::Error::Http(_)
+                | instant_acme::Error::Other(_)
+                | instant_acme::Error::Timeout(_) => true,
+                _ => false,
+            },
+            Self::Other(_) => false,
+        }
+    }
+
+    /// The server's `Retry-After` (instant-acme does not expose it for these calls).
     pub fn retry_after(&self) -> Option<Duration> {
         None
     }
 }
 
+/// The HTTP client instant-acme uses: reqwest, verified TLS, bounded answers.
+struct Http(reqwest::Client);
+
+impl HttpClient for Http {
+    fn request(
+        &self,
+        req: http::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let client = self.0.clone();
+        Box::pin(async move {
+            use http_body_util::BodyExt;
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(http_body_util::Collected::to_bytes)
+                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            let url = parts.uri.to_string();
+            let mut out = client.request(parts.method, url).headers(parts.headers);
+            if !body.is_empty() {
+                out = out.body(body);
+            }
+            let mut resp = out
+                .send()
+                .await
+                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            let mut builder = http::Response::builder().status(resp.status());
+            for (k, v) in resp.headers() {
+                builder = builder.header(k, v);
+            }
+            let mut data = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?
+            {
+                if data.len() + chunk.len() > BODY_LIMIT {
+                    return Err(instant_acme::Error::Str(
+                        "the ACME CA's answer is larger than 1 MiB",
+                    ));
+                }
+                data.extend_from_slice(&chunk);
+            }
+            let response = builder
+                .body(http_body_util::Full::new(Bytes::from(data)))
+                .map_err(instant_acme::Error::Http)?;
+            Ok(BytesResponse::from(response))
+        })
+    }
+}
+
+/// What a directory offers, for `check --online` and the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryInfo {
+    pub renewal_info: bool,
+    pub profiles: Vec<String>,
+    pub eab_required: bool,
+}
+
+/// One `[[acme]]` CA: its settings, an HTTP client, and its accounts by directory URL.
+pub struct Issuer {
+    pub config: config::Acme,
+    http: reqwest::Client,
+    accounts: tokio::sync::Mutex<HashMap<String, Account>>,
+}
+
 /// The ACME CAs of a configuration, by name.
 #[derive(Default)]
 pub struct Registry {
-    issuers: HashMap<String, config::Acme>,
+    issuers: HashMap<String, Issuer>,
 }
 
 impl Registry {
     pub fn from_config(config: &config::Config) -> Result<Self, config::ConfigError> {
-        Ok(Self {
-            issuers: config
-                .acme
-                .iter()
-                .map(|a| (a.name.to_string(), a.clone()))
-                .collect(),
-        })
+        let mut issuers = HashMap::new();
+        for a in &config.acme {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")))
+                .timeout(Duration::from_secs(30))
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none());
+            if let Some(ca) = &a.ca_file {
+                let pem = crate::safefs::read(ca, crate::safefs::CONFIG_LIMIT).map_err(|e| {
+                    config::ConfigError::new(
+                        &config.path,
+                        format!(
+                            "[[acme]] {:?}: cannot read ca_file {}: {e}",
+                            a.name.as_str(),
+                            ca.display()
+                        ),
+                    )
+                })?;
+                let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    config::ConfigError::new(
+                        &config.path,
+                        format!(
+                            "[[acme]] {:?}: ca_file {}: {e}",
+                            a.name.as_str(),
+                            ca.display()
+                        ),
+                    )
+                })?;
+                for root in roots {
+                    builder = builder.add_root_certificate(root);
+                }
+            }
+            let http = builder.build().map_err(|e| {
+                config::ConfigError::new(&config.path, format!("cannot set up HTTPS: {e}"))
+            })?;
+            issuers.insert(
+                a.name.to_string(),
+                Issuer {
+                    config: a.clone(),
+                    http,
+                    accounts: tokio::sync::Mutex::default(),
+                },
+            );
+        }
+        Ok(Self { issuers })
     }
 
-    pub fn get(&self, name: &str) -> Option<&config::Acme> {
+    pub fn get(&self, name: &str) -> Option<&Issuer> {
         self.issuers.get(name)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Issuer> {
+        self.issuers.values()
+    }
+}
+
+impl Issuer {
+    fn http(&self) -> Box<dyn HttpClient> {
+        Box::new(Http(self.http.clone()))
+    }
+
+    /// The account for `directory`, restored from `stored` credentials (JSON) or created (with
+    /// EAB when configured). Returns the new credentials to store when one was created.
+    pub async fn account(
+        &self,
+        directory: &str,
+        stored: Option<&str>,
+    ) -> Result<(Account, Option<String>), Error> {
+        let mut cache = self.accounts.lock().await;
+        if let Some(a) = cache.get(directory) {
+            return Ok((a.clone(), None));
+        }
+        let (account, created) = match stored {
+            Some(json) => {
+                // The same account (id and key) at the directory this certificate uses
+                // (DigiCert's ?action=…&orderId=N directories belong to one account).
+                let mut value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+                    Error::Other(format!("the stored ACME account is corrupt: {e}"))
+                })?;
+                value["directory"] = serde_json::Value::String(directory.to_owned());
+                let credentials: AccountCredentials =
+                    serde_json::from_value(value).map_err(|e| {
+                        Error::Other(format!("the stored ACME account is corrupt: {e}"))
+                    })?;
+                let account = Account::builder_with_http(self.http())
+                    .from_credentials(credentials)
+                    .await
+                    .map_err(Error::at(directory))?;
+                (account, None)
+            }
+            None => {
+                let eab = match &self.config.eab {
+                    Some(eab) => Some(external_account(eab)?),
+                    None => None,
+                };
+                let contact: Vec<&str> = self.config.contact.iter().map(String::as_str).collect();
+                let (account, credentials) = Account::builder_with_http(self.http())
+                    .create(
+                        &NewAccount {
+                            contact: &contact,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        directory.to_owned(),
+                        eab.as_ref(),
+                    )
+                    .await
+                    .map_err(Error::at(directory))?;
+                let json = serde_json::to_string(&credentials)
+                    .map_err(|e| Error::Other(format!("cannot encode the ACME account: {e}")))?;
+                (account, Some(json))
+            }
+        };
+        cache.insert(directory.to_owned(), account.clone());
+        Ok((account, created))
+    }
+
+    /// Reads the directory (an unauthenticated GET): what it offers.
+    pub async fn directory_info(&self, directory: &str) -> Result<DirectoryInfo, Error> {
+        let resp = self.http.get(directory).send().await.map_err(|e| {
+            Error::Other(format!("cannot reach the ACME directory {directory}: {e}"))
+        })?;
+        if !resp.status().is_success() {
+            return Err(Error::Other(format!(
+                "the ACME directory {directory} answered {}",
+                resp.status()
+            )));
+        }
+        let dir: serde_json::Value = resp.json().await.map_err(|e| {
+            Error::Other(format!("the ACME directory {directory} is not JSON: {e}"))
+        })?;
+        if dir.get("newOrder").is_none() {
+            return Err(Error::Other(format!(
+                "{directory} is not an ACME directory (no newOrder)"
+            )));
+        }
+        Ok(DirectoryInfo {
+            renewal_info: dir.get("renewalInfo").is_some(),
+            profiles: dir["meta"]["profiles"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default(),
+            eab_required: dir["meta"]["externalAccountRequired"]
+                .as_bool()
+                .unwrap_or(false),
+        })
+    }
+}
+
+/// The EAB key from its file: base64url (DigiCert and others hand it out so), refused if
+/// readable by others.
+fn external_account(eab: &config::Eab) -> Result<ExternalAccountKey, Error> {
+    use base64::Engine;
+    let text = crate::safefs::read_private(&eab.hmac_key_file, "EAB HMAC key file")
+        .map_err(Error::Other)?;
+    let text = text.trim();
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(text))
+        .map_err(|e| {
+            Error::Other(format!(
+                "EAB HMAC key file {} is not base64url: {e}",
+                eab.hmac_key_file.display()
+            ))
+        })?;
+    Ok(ExternalAccountKey::new(eab.kid.clone(), &key))
+}
+
+/// The ARI identifier of a certificate (RFC 9773 §4.1): its AKI key identifier and serial.
+pub fn certificate_id(der: &[u8]) -> Result<String, Error> {
+    let der = rustls::pki_types::CertificateDer::from(der.to_vec());
+    instant_acme::CertificateIdentifier::try_from(&der)
+        .map(|id| id.to_string())
+        .map_err(Error::Other)
+}
+
+/// The CA's renewal window for the certificate `der` (RFC 9773): start, end (unix seconds),
+/// an explanation URL, and when to ask again.
+pub async fn renewal_info(
+    account: &Account,
+    der: &[u8],
+) -> Result<(i64, i64, Option<String>, Duration), Error> {
+    let der = rustls::pki_types::CertificateDer::from(der.to_vec());
+    let id = instant_acme::CertificateIdentifier::try_from(&der).map_err(Error::Other)?;
+    let (info, retry_after) = account
+        .renewal_info(&id)
+        .await
+        .map_err(|source| Error::Acme {
+            directory: "renewalInfo".into(),
+            source,
+        })?;
+    Ok((
+        info.suggested_window.start.unix_timestamp(),
+        info.suggested_window.end.unix_timestamp(),
+        info.explanation_url,
+        retry_after,
+    ))
+}
+
+/// Wraps an instant-acme error with the directory it came from.
+pub fn error(directory: &str, e: instant_acme::Error) -> Error {
+    Error::Acme {
+        directory: directory.to_owned(),
+        source: e,
     }
 }

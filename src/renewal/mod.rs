@@ -387,10 +387,14 @@ impl Engine {
         let (cert, daemon, store) = (cert.clone(), self.daemon.clone(), store.clone());
         blocking(move || -> Result<Option<Outcome>, Error> {
             let j = store.load()?;
+            // An ACME certificate whose renewal window (ARI) is stale needs a look at the CA.
+            let ari_stale =
+                cert.acme().is_some() && j.ari.as_ref().is_none_or(|w| w.next_fetch <= unix_now());
             let quiet = matches!(j.step, Step::Idle)
                 && j.blocked.is_none()
                 && j.last_error.is_none()
-                && j.published.is_empty();
+                && j.published.is_empty()
+                && !ari_stale;
             if !quiet {
                 return Ok(None);
             }

@@ -223,6 +223,23 @@ impl Ctx<'_> {
                     } = &mut p.what
                     {
                         *created_dirs = webroot::missing_dirs(root, path)?;
+                        // Folders another publication created hold this file too: whichever
+                        // is taken down last removes them.
+                        for other in &self.j.published {
+                            if let Published::File {
+                                root: r,
+                                created_dirs: dirs,
+                                ..
+                            } = &other.what
+                                && r == root
+                            {
+                                for d in dirs {
+                                    if !created_dirs.contains(d) {
+                                        created_dirs.push(d.clone());
+                                    }
+                                }
+                            }
+                        }
                     }
                     self.j.published.push(p);
                     self.store.save(self.j)?;

@@ -2,6 +2,7 @@
 //! The integration tests: the real engine, daemon and binary against the real sandbox, in
 //! process on 127.0.0.1:0, checked with openssl. One crate, one module per behaviour.
 
+mod acme;
 mod cli;
 mod common;
 mod config;

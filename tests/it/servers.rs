@@ -301,3 +301,157 @@ impl Drop for Bind {
         stop(&mut self.child, "-TERM");
     }
 }
+
+/// The EAB key id and HMAC key (base64url) Pebble is told to require.
+pub const EAB_KID: &str = "kid-1";
+pub const EAB_HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+
+/// Which Pebble: Debian 12's package (2.4: no ARI, no profiles), or the newer one `.ci/run`
+/// unpacks from Debian's next release into `target/test-tools/` (ARI and profiles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PebbleKind {
+    Bookworm,
+    Newer,
+}
+
+/// Options for a Pebble.
+pub struct PebbleOptions {
+    pub kind: PebbleKind,
+    /// Where http-01 is checked (a web server on 127.0.0.1).
+    pub http_port: u16,
+    /// The DNS server Pebble resolves names and dns-01 records with.
+    pub dns: String,
+    pub eab_required: bool,
+}
+
+/// A private Pebble (Let's Encrypt's ACME test server) on loopback, with a listener
+/// certificate from a throwaway CA (`ca_file`), real validation (`PEBBLE_VA_NOSLEEP=1`, no
+/// authorization reuse).
+pub struct Pebble {
+    child: Child,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub management_port: u16,
+    /// The listener's CA, for `[[acme]] ca_file`.
+    pub ca_file: PathBuf,
+}
+
+impl Pebble {
+    pub fn binary(kind: PebbleKind) -> PathBuf {
+        match kind {
+            PebbleKind::Bookworm => PathBuf::from("/usr/bin/pebble"),
+            PebbleKind::Newer => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/test-tools/pebble-newer/usr/bin/pebble"),
+        }
+    }
+
+    pub fn start(dir: PathBuf, opts: PebbleOptions) -> Self {
+        let binary = Self::binary(opts.kind);
+        assert!(
+            binary.exists(),
+            "{} is missing: run ./.ci/run, which installs Debian's pebble and unpacks the newer one",
+            binary.display()
+        );
+        std::fs::create_dir_all(&dir).expect("pebble dir");
+        // A throwaway CA for Pebble's own HTTPS listener.
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name = rcgen::DistinguishedName::new();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "pebble listener test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().expect("key");
+        let mut leaf =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("params");
+        leaf.distinguished_name = rcgen::DistinguishedName::new();
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("leaf");
+        let ca_file = dir.join("listener-ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).expect("ca");
+        std::fs::write(dir.join("cert.pem"), leaf_cert.pem()).expect("cert");
+        std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).expect("key");
+        let (port, management_port, tls_port) = (free_port(), free_port(), free_port());
+        let mut pebble = serde_json::json!({
+            "listenAddress": format!("127.0.0.1:{port}"),
+            "managementListenAddress": format!("127.0.0.1:{management_port}"),
+            "certificate": dir.join("cert.pem"),
+            "privateKey": dir.join("key.pem"),
+            "httpPort": opts.http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": opts.eab_required,
+            "externalAccountMACKeys": { EAB_KID: EAB_HMAC },
+        });
+        if opts.kind == PebbleKind::Newer {
+            pebble["profiles"] = serde_json::json!({
+                "default": { "description": "the default profile", "validityPeriod": 7_776_000 },
+                "shortlived": { "description": "six days", "validityPeriod": 518_400 },
+            });
+        }
+        std::fs::write(
+            dir.join("pebble.json"),
+            serde_json::to_vec_pretty(&serde_json::json!({ "pebble": pebble })).expect("json"),
+        )
+        .expect("config");
+        let log = dir.join("pebble.log");
+        let mut child = Command::new(&binary)
+            .args([
+                "-config",
+                path_str(&dir.join("pebble.json")),
+                "-dnsserver",
+                &opts.dns,
+            ])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble starts");
+        wait_listening(&mut child, port, "pebble", &log);
+        Self {
+            child,
+            dir,
+            port,
+            management_port,
+            ca_file,
+        }
+    }
+
+    pub fn directory(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default()
+    }
+
+    /// The root that issues Pebble's certificates (fetched from its management interface).
+    pub async fn issuing_root(&self) -> String {
+        let pem = std::fs::read(&self.ca_file).expect("ca");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("ca"))
+            .build()
+            .expect("client");
+        client
+            .get(format!(
+                "https://127.0.0.1:{}/roots/0",
+                self.management_port
+            ))
+            .send()
+            .await
+            .expect("roots")
+            .text()
+            .await
+            .expect("pem")
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        stop(&mut self.child, "-TERM");
+    }
+}

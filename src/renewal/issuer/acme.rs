@@ -1,70 +1,595 @@
-//! The ACME side of the phases.
+//! The ACME side of the phases (RFC 8555): the account (created once, P-256, stored 0600 in
+//! `STATE/acme/NAME/account.json`, EAB sent only then), newOrder (with ARI's `replaces` and a
+//! profile), the authorizations' challenges published through the same publishers as DCV,
+//! the challenge POST once, finalize with our own CSR, the download.
+//!
+//! DigiCert's ACME acts on an existing CertCentral order through directory parameters
+//! (`?action=reissue|duplicate&orderId=N`): the same account, another directory URL.
 
-use super::{Answer, Checked, Polled, Prepared, Round};
-use crate::config::Certificate;
+use std::path::PathBuf;
+
+use tracing::{debug, info, warn};
+
+use super::{Answer, Checked, Polled, Prepared, Round, Wanted, WantedKind, retry_or_restart};
+use crate::acme::{self, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus};
+use crate::config::{self, Certificate, Issuer};
+use crate::model::{self, SignatureHash, name_list};
+use crate::renewal::journal::{self, AriWindow};
 use crate::renewal::step::AcmeTarget;
-use crate::renewal::{Attempt, Ctx, Engine, Error, Failure, Request, Step};
+use crate::renewal::{Attempt, Ctx, Engine, Error, Failure, Request, Step, Target};
+use crate::safefs::{Dir, Spec, Trust};
+use crate::scheduler;
+use crate::validation::{DnsRecord, RecordType};
 
-fn unsupported() -> Failure {
-    Failure::new(
-        Error::Config("ACME issuers are not supported yet".into()),
-        Step::Idle,
-    )
-}
-
-pub(super) async fn prepare(_ctx: &mut Ctx<'_>, _now: i64) -> Result<Prepared, Failure> {
-    Err(unsupported())
-}
-
-pub(super) async fn submit(
-    _ctx: &mut Ctx<'_>,
-    _attempt: &Attempt,
-    _a: &AcmeTarget,
-) -> Result<Answer, Failure> {
-    Err(unsupported())
-}
-
-pub(super) async fn poll(
-    _ctx: &mut Ctx<'_>,
-    _attempt: &Attempt,
-    _a: &AcmeTarget,
-    _r: &Request,
-    _here: &Step,
-) -> Result<Polled, Failure> {
-    Err(unsupported())
-}
-
-pub(super) async fn round(
-    _ctx: &mut Ctx<'_>,
-    _attempt: &Attempt,
-    _a: &AcmeTarget,
-    _r: &Request,
-    _here: &Step,
-) -> Result<Round, Failure> {
-    Err(unsupported())
-}
-
-pub(super) async fn check(
-    _ctx: &mut Ctx<'_>,
-    _attempt: &Attempt,
-    _a: &AcmeTarget,
-    _r: &Request,
-    _asked: bool,
-    _here: &Step,
-) -> Result<Checked, Failure> {
-    Err(unsupported())
-}
-
-/// Fetches the CA's renewal window when it offers ARI and the one on record is stale.
-pub(in crate::renewal) async fn refresh_renewal_info(_ctx: &mut Ctx<'_>, _now: i64) {}
-
-/// The directory URL a certificate's orders go to.
+/// The directory URL a certificate's orders go to: the `[[acme]]` directory, with DigiCert's
+/// `action` and `orderId` when the certificate names a CertCentral order.
 pub(in crate::renewal) fn directory_for(engine: &Engine, cert: &Certificate) -> Option<String> {
-    let acme = engine.acme.get(cert.acme()?)?;
-    Some(acme.directory.to_string())
+    let Issuer::Acme { acme, order, .. } = &cert.issuer else {
+        return None;
+    };
+    let base = engine.acme.get(acme)?.config.directory.to_string();
+    Some(match order {
+        Some((id, method)) => {
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}action={method}&orderId={id}")
+        }
+        None => base,
+    })
 }
 
-/// `check --online` for the ACME CAs.
-pub(crate) async fn online_checks(_engine: &Engine, _config: &crate::config::Config) -> bool {
-    true
+fn account_file(engine: &Engine, name: &str) -> PathBuf {
+    engine.daemon.state_dir.join("acme").join(name)
+}
+
+fn issuer<'e>(engine: &'e Engine, name: &str) -> Result<&'e acme::Issuer, Failure> {
+    engine.acme.get(name).ok_or_else(|| {
+        Failure::new(
+            Error::Config(format!("no [[acme]] named {name:?}")),
+            Step::Idle,
+        )
+    })
+}
+
+/// The account for `directory`: restored from the stored credentials, or created and stored
+/// (0600) at once.
+async fn account(
+    engine: &Engine,
+    name: &str,
+    directory: &str,
+) -> Result<instant_acme::Account, Error> {
+    let issuer = engine
+        .acme
+        .get(name)
+        .ok_or_else(|| Error::Config(format!("no [[acme]] named {name:?}")))?;
+    let dir = account_file(engine, name);
+    let stored = match Dir::open(&dir, &Trust::default()) {
+        Ok(d) => match d.read_file("account.json", crate::safefs::SECRET_LIMIT) {
+            Ok((bytes, _)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::Other(format!("cannot read the ACME account: {e}"))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::Other(format!("cannot read the ACME account: {e}"))),
+    };
+    let (account, created) = issuer.account(directory, stored.as_deref()).await?;
+    if let Some(json) = created {
+        let trust = Trust::default();
+        Dir::create_all(&engine.daemon.state_dir, &Spec::mode(0o755), &trust)
+            .and_then(|_| Dir::create_all(&dir, &Spec::mode(0o700), &trust))
+            .and_then(|d| d.write_atomic("account.json", json.as_bytes(), &Spec::mode(0o600)))
+            .map_err(|e| {
+                Error::Other(format!(
+                    "cannot store the ACME account in {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        info!(acme = name, id = %account.id(), "created the ACME account");
+    }
+    Ok(account)
+}
+
+async fn account_for(
+    ctx: &Ctx<'_>,
+    a: &AcmeTarget,
+    here: &Step,
+) -> Result<instant_acme::Account, Failure> {
+    account(ctx.engine, &a.acme, &a.directory)
+        .await
+        .map_err(|e| retry_or_restart(e, here))
+}
+
+/// Idle → (before the key): the account, the names, ARI's `replaces`, the profile.
+pub(super) async fn prepare(ctx: &mut Ctx<'_>, _now: i64) -> Result<Prepared, Failure> {
+    let cert = ctx.cert;
+    let Issuer::Acme { acme, .. } = &cert.issuer else {
+        return Err(Failure::new(
+            Error::Other("not an ACME certificate".into()),
+            Step::Idle,
+        ));
+    };
+    let issuer = issuer(ctx.engine, acme)?;
+    let directory = directory_for(ctx.engine, cert).ok_or_else(|| {
+        Failure::new(
+            Error::Config(format!("no [[acme]] named {acme:?}")),
+            Step::Idle,
+        )
+    })?;
+    let target = AcmeTarget {
+        acme: acme.clone(),
+        directory: directory.clone(),
+        replaces: None,
+        profile: issuer.config.profile.clone(),
+    };
+    // The account exists before anything is ordered (created once, stored 0600).
+    account_for(ctx, &target, &Step::Idle).await?;
+    let common_name = cert.common_name.clone().ok_or_else(|| {
+        Failure::new(
+            Error::Config("an ACME certificate needs common_name".into()),
+            Step::Idle,
+        )
+    })?;
+    let names = name_list(
+        Some(common_name.clone()),
+        cert.dns_names.as_deref().unwrap_or_default(),
+    );
+    // `replaces` only for a certificate the CA's renewal information knows (RFC 9773 §5).
+    let replaces = match &ctx.j.ari {
+        Some(window) => installed_der(cert)
+            .filter(|(serial, _)| *serial == window.serial)
+            .and_then(|(_, der)| acme::certificate_id(&der).ok()),
+        None => None,
+    };
+    Ok(Prepared {
+        common_name,
+        names,
+        hash: cert.signature_hash.unwrap_or(SignatureHash::Sha256),
+        target: Target::Acme(AcmeTarget { replaces, ..target }),
+    })
+}
+
+/// The installed certificate's serial and DER, if it can be read.
+fn installed_der(cert: &Certificate) -> Option<(String, Vec<u8>)> {
+    let text = crate::safefs::read_to_string(&cert.files.cert, crate::safefs::PEM_LIMIT).ok()?;
+    let facts = crate::crypto::CertFacts::from_pem(&text).ok()?;
+    Some((facts.serial, facts.der))
+}
+
+/// newOrder: the order URL is journaled (Pending) before anything else is done with it.
+pub(super) async fn submit(
+    ctx: &mut Ctx<'_>,
+    attempt: &Attempt,
+    a: &AcmeTarget,
+) -> Result<Answer, Failure> {
+    let back = Step::KeyReady {
+        attempt: attempt.clone(),
+    };
+    let account = account_for(ctx, a, &back).await?;
+    let identifiers: Vec<Identifier> = attempt
+        .names
+        .iter()
+        .map(|n| Identifier::Dns(n.clone()))
+        .collect();
+    let replaces = match &a.replaces {
+        Some(r) => Some(
+            serde_json::from_str::<instant_acme::CertificateIdentifier<'_>>(&format!("\"{r}\""))
+                .map(instant_acme::CertificateIdentifier::into_owned)
+                .map_err(|e| {
+                    Failure::new(
+                        Error::Other(format!("invalid replaces {r:?}: {e}")),
+                        Step::Idle,
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let mut new = NewOrder::new(&identifiers);
+    if let Some(r) = replaces {
+        new = new.replaces(r);
+    }
+    if let Some(p) = &a.profile {
+        new = new.profile(p);
+    }
+    info!(cert = %ctx.cert.name, acme = %a.acme, names = %attempt.names.join(", "), "sending newOrder to the ACME CA");
+    match account.new_order(&new).await {
+        Ok(order) => {
+            let url = order.url().to_owned();
+            info!(cert = %ctx.cert.name, acme = %a.acme, order_id = %url, "the ACME CA created the order");
+            Ok(Answer::Pending(Request::Acme { order_url: url }))
+        }
+        // A lost newOrder leaves at most an unused order at the CA (it expires): send again.
+        Err(e) => Err(retry_or_restart(acme::error(&a.directory, e), &back)),
+    }
+}
+
+/// Pending: the order's state; finalize with our CSR once it is ready; download once valid.
+pub(super) async fn poll(
+    ctx: &mut Ctx<'_>,
+    _attempt: &Attempt,
+    a: &AcmeTarget,
+    request: &Request,
+    here: &Step,
+) -> Result<Polled, Failure> {
+    let Request::Acme { order_url } = request else {
+        return Err(Failure::new(
+            Error::Other("an ACME attempt with a CertCentral request".into()),
+            Step::Idle,
+        ));
+    };
+    let account = account_for(ctx, a, here).await?;
+    let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
+    let mut order = account.order(order_url.clone()).await.map_err(fail)?;
+    let mut status = order.state().status;
+    if status == OrderStatus::Ready {
+        let csr = ctx
+            .store
+            .read(journal::CSR)
+            .map_err(|e| Failure::new(e, Step::Idle))?;
+        let der = ::pem::parse(csr.as_bytes()).map_err(|e| {
+            Failure::new(
+                Error::Other(format!("the stored CSR is unreadable: {e}")),
+                Step::Idle,
+            )
+        })?;
+        info!(cert = %ctx.cert.name, order_id = %order_url, "finalizing the order with the CSR");
+        order.finalize_csr(der.contents()).await.map_err(fail)?;
+        status = order.state().status;
+    }
+    match status {
+        OrderStatus::Pending => Ok(Polled::Answer(Answer::Validate(request.clone()))),
+        OrderStatus::Ready | OrderStatus::Processing => Ok(Polled::Waiting {
+            request: request.clone(),
+            why: format!("the ACME CA to issue order {order_url}"),
+        }),
+        OrderStatus::Valid => match order.certificate().await.map_err(fail)? {
+            Some(pem) => {
+                info!(cert = %ctx.cert.name, order_id = %order_url, "certificate issued; downloaded");
+                Ok(Polled::Answer(Answer::Issued {
+                    pem,
+                    request: Some(request.clone()),
+                }))
+            }
+            None => Ok(Polled::Waiting {
+                request: request.clone(),
+                why: format!("the ACME CA to issue order {order_url}"),
+            }),
+        },
+        OrderStatus::Invalid => Err(Failure::new(
+            Error::Other(format!(
+                "the ACME CA marked order {order_url} invalid{}",
+                order
+                    .state()
+                    .error
+                    .as_ref()
+                    .map(|p| format!(": {p}"))
+                    .unwrap_or_default()
+            )),
+            Step::Idle,
+        )),
+    }
+}
+
+fn challenge_type(cert: &Certificate) -> ChallengeType {
+    match &cert.issuer {
+        Issuer::Acme {
+            challenge: model::ChallengeType::Dns01,
+            ..
+        } => ChallengeType::Dns01,
+        _ => ChallengeType::Http01,
+    }
+}
+
+fn domain_of(id: &Identifier) -> String {
+    match id {
+        Identifier::Dns(d) => model::validation_domain(d).to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// What the pending authorizations' challenges need published.
+pub(super) async fn round(
+    ctx: &mut Ctx<'_>,
+    _attempt: &Attempt,
+    a: &AcmeTarget,
+    request: &Request,
+    here: &Step,
+) -> Result<Round, Failure> {
+    let Request::Acme { order_url } = request else {
+        return Err(Failure::new(
+            Error::Other("an ACME attempt with a CertCentral request".into()),
+            Step::Idle,
+        ));
+    };
+    let account = account_for(ctx, a, here).await?;
+    let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
+    let mut order = account.order(order_url.clone()).await.map_err(fail)?;
+    if order.state().status != OrderStatus::Pending {
+        return Ok(Round {
+            request: request.clone(),
+            records: Vec::new(),
+            done: Some(Answer::Pending(request.clone())),
+        });
+    }
+    let kind = challenge_type(ctx.cert);
+    let mut records = Vec::new();
+    let mut authzs = order.authorizations();
+    while let Some(next) = authzs.next().await {
+        let mut authz = next.map_err(fail)?;
+        let domain = domain_of(authz.identifier().identifier);
+        match authz.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            other => {
+                return Err(Failure::new(
+                    Error::Other(format!(
+                        "the ACME CA's authorization for {domain} is {other:?}"
+                    )),
+                    Step::Idle,
+                ));
+            }
+        }
+        let Some(challenge) = authz.challenge(kind.clone()) else {
+            return Err(Failure::new(
+                Error::Config(format!(
+                    "the ACME CA offers no {kind:?} challenge for {domain}"
+                )),
+                Step::Idle,
+            ));
+        };
+        let key_authorization = challenge.key_authorization();
+        let what = match kind {
+            ChallengeType::Dns01 => WantedKind::Dns(DnsRecord {
+                name: format!("_acme-challenge.{domain}"),
+                rtype: RecordType::Txt,
+                value: key_authorization.dns_value(),
+            }),
+            _ => WantedKind::File {
+                path: format!(".well-known/acme-challenge/{}", challenge.token),
+                content: key_authorization.as_str().to_owned(),
+            },
+        };
+        let wanted = Wanted { domain, what };
+        if !records.contains(&wanted) {
+            records.push(wanted);
+        }
+    }
+    let done = records.is_empty().then(|| Answer::Pending(request.clone()));
+    Ok(Round {
+        request: request.clone(),
+        records,
+        done,
+    })
+}
+
+/// Tells the CA the challenges are ready (once), then looks at the authorizations.
+pub(super) async fn check(
+    ctx: &mut Ctx<'_>,
+    _attempt: &Attempt,
+    a: &AcmeTarget,
+    request: &Request,
+    asked: bool,
+    here: &Step,
+) -> Result<Checked, Failure> {
+    let Request::Acme { order_url } = request else {
+        return Err(Failure::new(
+            Error::Other("an ACME attempt with a CertCentral request".into()),
+            Step::Idle,
+        ));
+    };
+    let account = account_for(ctx, a, here).await?;
+    let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
+    let mut order = account.order(order_url.clone()).await.map_err(fail)?;
+    let kind = challenge_type(ctx.cert);
+    let mut unvalidated = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
+    let mut authzs = order.authorizations();
+    while let Some(next) = authzs.next().await {
+        let mut authz = next.map_err(fail)?;
+        let shown = authz.identifier().to_string();
+        match authz.status {
+            AuthorizationStatus::Valid => {}
+            AuthorizationStatus::Pending => {
+                unvalidated.push(shown.clone());
+                let problem = authz
+                    .challenges
+                    .iter()
+                    .find_map(|c| c.error.as_ref().map(ToString::to_string));
+                match authz.challenge(kind.clone()) {
+                    Some(mut challenge)
+                        if challenge.status == instant_acme::ChallengeStatus::Pending =>
+                    {
+                        if !asked {
+                            info!(cert = %ctx.cert.name, order_id = %order_url, name = %shown, "telling the ACME CA the challenge is ready");
+                        }
+                        challenge.set_ready().await.map_err(fail)?;
+                    }
+                    _ => {
+                        if let Some(problem) = problem {
+                            refused.push(format!("{shown}: {problem}"));
+                        }
+                    }
+                }
+            }
+            other => {
+                let problem = authz
+                    .challenges
+                    .iter()
+                    .find_map(|c| c.error.as_ref().map(ToString::to_string))
+                    .unwrap_or_else(|| format!("{other:?}"));
+                refused.push(format!("{shown}: {problem}"));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(Failure::new(
+            Error::Other(format!(
+                "the ACME CA could not validate {}",
+                refused.join("; ")
+            )),
+            Step::Idle,
+        ));
+    }
+    if unvalidated.is_empty() {
+        return Ok(Checked::Done(Answer::Pending(request.clone())));
+    }
+    Ok(Checked::NotYet {
+        answer: format!(
+            "the ACME CA has not validated {} yet",
+            unvalidated.join(", ")
+        ),
+        unvalidated,
+    })
+}
+
+/// For an idle ACME certificate whose CA offers renewal information (ARI, RFC 9773): asks for
+/// the window of the installed certificate when the one on record is stale, and chooses a
+/// random point in it (kept for that window). Failures are logged; the lifetime rule stays.
+pub(in crate::renewal) async fn refresh_renewal_info(ctx: &mut Ctx<'_>, now: i64) {
+    let Issuer::Acme { acme, .. } = &ctx.cert.issuer else {
+        return;
+    };
+    let Some((serial, der)) = installed_der(ctx.cert) else {
+        return;
+    };
+    if ctx
+        .j
+        .ari
+        .as_ref()
+        .is_some_and(|w| w.serial == serial && w.next_fetch > now)
+    {
+        return;
+    }
+    let Some(directory) = directory_for(ctx.engine, ctx.cert) else {
+        return;
+    };
+    let Some(issuer) = ctx.engine.acme.get(acme) else {
+        return;
+    };
+    // Only if the directory offers it (a cheap GET; cached by the account otherwise).
+    match issuer.directory_info(&directory).await {
+        Ok(info) if info.renewal_info => {}
+        Ok(_) => return,
+        Err(e) => {
+            debug!(cert = %ctx.cert.name, error = %e, "cannot read the ACME directory for renewal information");
+            return;
+        }
+    }
+    let account = match account(ctx.engine, acme, &directory).await {
+        Ok(a) => a,
+        Err(e) => {
+            debug!(cert = %ctx.cert.name, error = %e, "no ACME account for renewal information");
+            return;
+        }
+    };
+    match acme::renewal_info(&account, &der).await {
+        Ok((start, end, explanation, retry_after)) => {
+            let refresh = retry_after.clamp(
+                std::time::Duration::from_secs(60),
+                scheduler::ARI_REFRESH_MAX,
+            );
+            let same_window = ctx
+                .j
+                .ari
+                .as_ref()
+                .is_some_and(|w| w.serial == serial && w.start == start && w.end == end);
+            let chosen = match (&ctx.j.ari, same_window) {
+                (Some(w), true) => w.chosen,
+                _ => scheduler::ari_point(start, end, now, rand::random::<f64>()),
+            };
+            if !same_window {
+                info!(cert = %ctx.cert.name, acme = %acme, window_start = %model::fmt_time(start), window_end = %model::fmt_time(end), renew_at = %model::fmt_time(chosen), "the ACME CA suggests a renewal window (ARI)");
+            }
+            ctx.j.ari = Some(AriWindow {
+                serial,
+                start,
+                end,
+                chosen,
+                next_fetch: now.saturating_add(crate::renewal::secs(refresh)),
+                explanation,
+            });
+        }
+        Err(e) => {
+            // A certificate the CA does not know (issued elsewhere): ask again in a while.
+            debug!(cert = %ctx.cert.name, error = %e, "no renewal information for the installed certificate");
+            ctx.j.ari = Some(AriWindow {
+                serial: String::new(),
+                start: 0,
+                end: 0,
+                chosen: i64::MAX,
+                next_fetch: now.saturating_add(6 * 3600),
+                explanation: None,
+            });
+        }
+    }
+    if let Err(e) = ctx.store.save(ctx.j) {
+        warn!(cert = %ctx.cert.name, error = %e, "cannot record the renewal window");
+    }
+}
+
+/// `check --online` for the ACME CAs: the directory answers; the account exists, or would be
+/// created (with the EAB given, when the CA requires one); ARI and profiles offered.
+pub(crate) async fn online_checks(engine: &Engine, config: &config::Config) -> bool {
+    let mut all_ok = true;
+    for a in &config.acme {
+        let name = a.name.as_str();
+        let Some(issuer) = engine.acme.get(name) else {
+            continue;
+        };
+        let directory = a.directory.to_string();
+        println!("online checks against ACME CA {name:?} ({directory}):");
+        let info = match issuer.directory_info(&directory).await {
+            Ok(i) => {
+                println!("  ok: the directory answers");
+                i
+            }
+            Err(e) => {
+                println!("  ERROR: {e}");
+                all_ok = false;
+                continue;
+            }
+        };
+        let stored = account_file(engine, name).join("account.json");
+        if stored.exists() {
+            match account(engine, name, &directory).await {
+                Ok(acc) => println!("  ok: account {} exists", acc.id()),
+                Err(e) => {
+                    println!("  ERROR: the stored account does not work: {e}");
+                    all_ok = false;
+                }
+            }
+        } else if info.eab_required && a.eab.is_none() {
+            println!(
+                "  ERROR: the CA requires External Account Binding: set eab_kid and eab_hmac_key_file"
+            );
+            all_ok = false;
+        } else {
+            println!(
+                "  ok: an account will be created at the first renewal{}",
+                if a.eab.is_some() {
+                    " (with the EAB key given)"
+                } else {
+                    ""
+                }
+            );
+        }
+        println!(
+            "  ok: renewal information (ARI) {}; profiles: {}",
+            if info.renewal_info {
+                "offered"
+            } else {
+                "not offered (renewals follow renew_before)"
+            },
+            if info.profiles.is_empty() {
+                "none".to_owned()
+            } else {
+                info.profiles.join(", ")
+            }
+        );
+        if let Some(p) = &a.profile
+            && !info.profiles.contains(p)
+        {
+            println!("  ERROR: profile {p:?} is not offered by the directory");
+            all_ok = false;
+        }
+    }
+    all_ok
 }
