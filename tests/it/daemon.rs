@@ -78,10 +78,18 @@ impl Daemon {
         self.log.lock().expect("log").clone()
     }
 
-    #[track_caller]
-    fn assert_logged(&self, line: &str) {
-        let log = self.log();
-        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    /// Waits (up to 5 s) for `line` in the log: the line may be written a moment after the
+    /// effect the test saw on disk.
+    async fn assert_logged(&self, line: &str) {
+        let started = Instant::now();
+        while !self.log().contains(line) {
+            let log = self.log();
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no {line:?} in the log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -135,7 +143,7 @@ async fn signals_readiness_and_file_watch() {
             .contains("the new configuration is invalid; keeping the old one")
     })
     .await;
-    d.assert_logged("concurrency must be at least 1");
+    d.assert_logged("concurrency must be at least 1").await;
     assert!(d.child.try_wait().expect("wait").is_none(), "still running");
     assert!(d.notes().contains("RELOADING=1"), "{}", d.notes());
 
@@ -149,7 +157,8 @@ async fn signals_readiness_and_file_watch() {
         serial(&env.path("certs/api/cert.pem")).is_some()
     })
     .await;
-    d.assert_logged("configuration reloaded added=1 changed=0 removed=0");
+    d.assert_logged("configuration reloaded added=1 changed=0 removed=0")
+        .await;
     assert_eq!(
         serial(&www).as_deref(),
         Some(first.as_str()),
@@ -169,8 +178,9 @@ async fn signals_readiness_and_file_watch() {
     })
     .await;
 
-    d.assert_logged("checking every certificate now");
-    d.assert_logged("key_file does not hold the certificate's key");
+    d.assert_logged("checking every certificate now").await;
+    d.assert_logged("key_file does not hold the certificate's key")
+        .await;
     let second = serial(&www).expect("serial");
 
     // A person removes the certificate: noticed through the file watch within seconds; the
@@ -183,10 +193,12 @@ async fn signals_readiness_and_file_watch() {
         || serial(&www).as_deref() == Some(second.as_str()),
     )
     .await;
-    d.assert_logged("files changed on disk; checking the certificate cert=www");
+    d.assert_logged("files changed on disk; checking the certificate cert=www")
+        .await;
     d.assert_logged(
         "the live certificate is intact: restored its links, no new certificate needed",
-    );
+    )
+    .await;
     assert_eq!(
         env.sandbox.count("POST", "/reissue"),
         posts,
@@ -211,7 +223,8 @@ async fn signals_readiness_and_file_watch() {
         },
     )
     .await;
-    d.assert_logged("files changed on disk; checking the certificate cert=api");
+    d.assert_logged("files changed on disk; checking the certificate cert=api")
+        .await;
     assert_eq!(
         env.sandbox.count("POST", "/reissue"),
         posts,

@@ -42,7 +42,7 @@ async fn nginx_reload_verify_and_rollback() {
     let second = serial_of(&env.path("certs/www/cert.pem"));
     assert_ne!(second, first);
     assert_eq!(
-        nginx.served_serial(),
+        nginx.settled_serial(&second),
         second,
         "nginx serves the new certificate"
     );
@@ -69,7 +69,7 @@ async fn nginx_reload_verify_and_rollback() {
         "files are byte-identical after the rollback"
     );
     assert_eq!(
-        nginx.served_serial(),
+        nginx.settled_serial(&second),
         second,
         "nginx still serves the previous certificate"
     );
@@ -96,7 +96,7 @@ async fn nginx_reload_verify_and_rollback() {
         &format!("still presents another certificate (serial {second})"),
     );
     assert_eq!(snapshot(&env), before);
-    assert_eq!(nginx.served_serial(), second);
+    assert_eq!(nginx.settled_serial(&second), second);
 
     // Fixed: the kept certificate is installed without a new request.
     let posts = env.sandbox.count("POST", "/reissue");
@@ -110,7 +110,7 @@ async fn nginx_reload_verify_and_rollback() {
     );
     let third = serial_of(&env.path("certs/www/cert.pem"));
     assert_ne!(third, second);
-    assert_eq!(nginx.served_serial(), third);
+    assert_eq!(nginx.settled_serial(&third), third);
 }
 
 /// Owner, group and modes apply; keys are never readable by others; missing folders are

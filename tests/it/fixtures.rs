@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use certkeeper::certcentral::{ApiError, CertificateList, OrderInfo, SubmitResponse};
 use serde::Deserialize;
 
-use crate::common::{API_KEY, TestEnv};
+use crate::common::{API_KEY, TestEnv, keys};
 
 fn fixture(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -103,15 +103,6 @@ fn every_fixture_deserializes() {
         }
     }
     assert_eq!(seen, 11);
-}
-
-fn keys(v: &serde_json::Value) -> Vec<String> {
-    let mut k: Vec<String> = v
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    k.sort();
-    k
 }
 
 /// The sandbox's answers carry the fields the documentation's examples have.

@@ -6,6 +6,7 @@ mod acme;
 mod cli;
 mod common;
 mod config;
+mod contract;
 mod daemon;
 mod dcv;
 mod deploy;

@@ -163,6 +163,20 @@ impl Nginx {
             .to_owned()
     }
 
+    /// The serial nginx serves once a reload has settled: old workers keep accepting for a
+    /// moment after a reload, so this asks again (up to 10 s) until `expected` is served, and
+    /// returns the last answer for the caller's assertion.
+    pub fn settled_serial(&self, expected: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let served = self.served_serial();
+            if served == expected || started.elapsed() > Duration::from_secs(10) {
+                return served;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The access log (webroot instances).
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
