@@ -35,7 +35,7 @@ pub fn render(config: &Config) -> String {
             assessment,
             facts,
             ..
-        } = renewal::observe(cert, &config.daemon, now);
+        } = renewal::observe(cert, &config.daemon, now, renewal::KeyCheck::Embedded);
         if let Some(f) = &facts {
             let _ = writeln!(
                 expiry,

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::config::{Certificate, Config};
 use crate::model::{fmt_time, unix_now};
-use crate::renewal::{self, Step};
+use crate::renewal::{self, KeyCheck, Step};
 
 /// One certificate's status. Field names are part of the `status --json` contract (README).
 #[derive(Debug, Clone, Serialize)]
@@ -63,22 +63,28 @@ pub struct ValidationRow {
 }
 
 /// The status of every configured certificate, in config order. Certificates are read on as
-/// many threads as there are cores: each one is a few small file reads and parses.
-pub fn rows(config: &Config) -> Vec<Row> {
+/// many threads as there are cores: each one is a few small file reads and parses. `status`
+/// compares the public key written in key files ([`KeyCheck::Embedded`]); `check` derives it
+/// ([`KeyCheck::Derived`]), so a corrupted private half shows there.
+pub fn rows(config: &Config, keys: KeyCheck) -> Vec<Row> {
     let now = unix_now();
     let certs = &config.certificates;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(certs.len() / 64 + 1);
     if threads <= 1 {
-        return certs.iter().map(|c| row(config, c, now)).collect();
+        return certs.iter().map(|c| row(config, c, now, keys)).collect();
     }
     let chunk = certs.len().div_ceil(threads);
     std::thread::scope(|s| {
         let parts: Vec<_> = certs
             .chunks(chunk)
             .map(|part| {
-                s.spawn(move || part.iter().map(|c| row(config, c, now)).collect::<Vec<_>>())
+                s.spawn(move || {
+                    part.iter()
+                        .map(|c| row(config, c, now, keys))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         parts
@@ -88,14 +94,14 @@ pub fn rows(config: &Config) -> Vec<Row> {
     })
 }
 
-fn row(config: &Config, cert: &Certificate, now: i64) -> Row {
+fn row(config: &Config, cert: &Certificate, now: i64, keys: KeyCheck) -> Row {
     let renewal::Observation {
         journal,
         journal_error,
         assessment,
         facts,
         retrying,
-    } = renewal::observe(cert, &config.daemon, now);
+    } = renewal::observe(cert, &config.daemon, now, keys);
     let mut detail = assessment.due.as_ref().map(ToString::to_string);
     let mut next_check = Some(assessment.next_check);
     let (mut request_id, mut pending_since, mut validation) = (None, None, None);
@@ -156,6 +162,18 @@ fn row(config: &Config, cert: &Certificate, now: i64) -> Row {
         Step::Idle => "ok",
         _ => "renewing",
     };
+    // A call failing right now (in-call retries) is said first: the renewal is not simply
+    // waiting.
+    if let Some(r) = retrying.as_ref().filter(|_| state != "failed") {
+        detail = Some(match journal.step.request() {
+            Some(_) => format!(
+                "retrying after an error: {}; while waiting for {}",
+                r.message,
+                renewal::waiting_for(&journal.step)
+            ),
+            None => format!("retrying after an error in step {}: {}", r.step, r.message),
+        });
+    }
     if !journal.published.is_empty() && validation.is_none() {
         let left: Vec<String> = journal
             .published
@@ -239,9 +257,6 @@ pub fn table(rows: &[Row]) -> String {
             if !v.published.is_empty() {
                 let _ = write!(detail, "; published: {}", v.published.join(", "));
             }
-        }
-        if let Some(retry) = &r.retrying {
-            let _ = write!(detail, "; retrying {retry}");
         }
         if let Some(note) = &r.note {
             let _ = write!(detail, "; note: {note}");

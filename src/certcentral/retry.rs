@@ -34,9 +34,15 @@ impl RetryPolicy {
         if let Some(ra) = retry_after {
             return ra.min(Duration::from_secs(3600));
         }
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let exp = self.initial.as_secs_f64() * self.factor.powi(attempt.min(60) as i32);
         let capped = exp.min(self.max.as_secs_f64());
-        Duration::from_secs_f64(capped * (0.5 + 0.5 * unit.clamp(0.0, 1.0)))
+        // NaN or infinity (a factor no caller uses) fall back to the cap.
+        Duration::try_from_secs_f64(capped * (0.5 + 0.5 * unit)).unwrap_or(self.max)
     }
 
     /// [`Self::delay`] with a random `unit`.
@@ -121,6 +127,30 @@ mod tests {
                 c.attempt,
                 c.retry_after
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any policy the daemon builds (first wait and cap within the config's bounds, the
+        /// factors in use), any attempt count, any server `Retry-After` and any `unit`: a
+        /// delay, never a panic, never above the cap (or an hour for `Retry-After`).
+        #[test]
+        fn delay_never_panics_and_respects_its_cap(
+            initial in 0u64..=86_400,
+            max in 0u64..=(7 * 86_400),
+            factor in proptest::sample::select(vec![1.0, 1.5, 2.0, 3.0]),
+            attempt: u32,
+            retry_after in proptest::option::of(proptest::num::u64::ANY),
+            unit: f64,
+        ) {
+            let p = RetryPolicy::new(Duration::from_secs(initial), Duration::from_secs(max))
+                .with_factor(factor);
+            let got = p.delay(attempt, retry_after.map(Duration::from_secs), unit);
+            let cap = match retry_after {
+                Some(_) => Duration::from_secs(3600),
+                None => Duration::from_secs(max),
+            };
+            proptest::prop_assert!(got <= cap, "{got:?} > {cap:?}");
         }
     }
 

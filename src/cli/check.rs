@@ -32,7 +32,7 @@ pub(super) async fn run(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     for w in &warnings {
         println!("  warning: {w}");
     }
-    for row in status::rows(&config) {
+    for row in status::rows(&config, crate::renewal::KeyCheck::Derived) {
         let what = match row.state {
             "ok" => format!(
                 "ok until {}; next check {} ({})",
@@ -121,6 +121,7 @@ fn environment(config: &Config) -> (Vec<ConfigError>, Vec<String>) {
             ));
         }
     }
+    warnings.extend(crate::renewal::unconfigured_work(config));
     for u in &config.dns_updates {
         if let Err(e) = crate::validation::rfc2136::TsigKey::load(&u.tsig_key_file) {
             errors.push(err(format!("[[dns_update]] {:?}: {e}", u.name.as_str())));

@@ -248,7 +248,7 @@ fn init_logging(format: LogFormat) {
 
 fn status_cmd(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    let rows = status::rows(&config);
+    let rows = status::rows(&config, crate::renewal::KeyCheck::Embedded);
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

@@ -844,3 +844,137 @@ pub fn check_dns_name(name: &str) -> Result<(), String> {
         Err(format!("invalid DNS name {name:?} in dns_names"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certcentral::RetryPolicy;
+    use proptest::prelude::*;
+
+    /// Durations as a user (or an attacker) might write them: in and out of every bound.
+    fn duration() -> impl Strategy<Value = String> {
+        prop_oneof![
+            12 => (1u64..60, prop::sample::select(vec!["s", "m", "m", "h", "d"]))
+                .prop_map(|(n, unit)| format!("{n}{unit}")),
+            1 => (any::<u64>(), prop::sample::select(vec!["s", "m", "h", "d", "y", "ms", "ns"]))
+                .prop_map(|(n, unit)| format!("{n}{unit}")),
+            1 => any::<f64>().prop_map(|f| format!("{f}%")),
+            1 => "\\PC{0,8}",
+        ]
+    }
+
+    /// A config with each bounded value drawn from `duration()` or any integer, or left out
+    /// (so that a fair share of the configs parse).
+    fn config() -> impl Strategy<Value = String> {
+        let keys = [
+            "[certcentral]\ntimeout",
+            "[daemon]\ncheck_interval",
+            "renew_before",
+            "jitter",
+            "poll_interval",
+            "poll_max",
+            "[[certificate]]\nname = \"www\"\norder_id = 1\ncert_file = \"/c.pem\"\n\
+             key_file = \"/k.pem\"\ndcv_method = \"dns-txt-token\"\ndns_publish = [\"true\"]\n\
+             renew_before",
+            "rotate_key_after",
+            "hook_timeout",
+            "dns_propagation_timeout",
+        ];
+        (
+            prop::array::uniform10(prop::option::weighted(0.4, duration())),
+            prop::option::weighted(0.5, prop_oneof![0i64..300, any::<i64>()]),
+            prop::option::weighted(0.5, prop_oneof![0i64..4000, any::<i64>()]),
+        )
+            .prop_map(move |(values, concurrency, days)| {
+                let mut text = String::new();
+                for (key, value) in keys.iter().zip(values) {
+                    // A section header is written even when its first key is left out.
+                    let (header, key) = key.rsplit_once('\n').map_or(("", *key), |(h, k)| (h, k));
+                    if !header.is_empty() {
+                        text.push_str(header);
+                        text.push('\n');
+                    }
+                    if let Some(v) = value {
+                        text.push_str(&format!("{key} = {}\n", toml::Value::String(v)));
+                    }
+                    if key == "poll_max"
+                        && let Some(n) = concurrency
+                    {
+                        text.push_str(&format!("concurrency = {n}\n"));
+                    }
+                }
+                if let Some(n) = days {
+                    text.push_str(&format!("cert_validity_days = {n}\n"));
+                }
+                text
+            })
+    }
+
+    /// What the daemon needs of every value: timers that fit an `Instant` and a `SystemTime`, a
+    /// semaphore tokio accepts, a check interval that cannot spin, a poll backoff that never
+    /// panics, leads that never panic for any lifetime.
+    fn assert_usable(c: &Config) {
+        let d = &c.daemon;
+        let now = std::time::Instant::now();
+        assert!(d.check_interval >= Duration::from_secs(10));
+        assert!((1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&d.concurrency));
+        assert!(d.poll_interval > Duration::ZERO && d.poll_interval <= d.poll_max);
+        let cert = &c.certificates[0];
+        let durations = [
+            c.certcentral.timeout,
+            d.check_interval,
+            d.jitter,
+            d.poll_interval,
+            d.poll_max,
+            cert.hook_timeout,
+            cert.validation.propagation_timeout,
+            cert.rotate_key_after.unwrap_or_default(),
+            cert.renew_before
+                .lead(Duration::from_secs(value::TEN_YEARS)),
+            d.renew_before.lead(Duration::from_secs(value::TEN_YEARS)),
+        ];
+        for t in durations {
+            assert!(t <= Duration::from_secs(value::TEN_YEARS), "{t:?}");
+            assert!(now.checked_add(t).is_some());
+            assert!(std::time::SystemTime::now().checked_add(t).is_some());
+        }
+        let policy = RetryPolicy::new(d.poll_interval, d.poll_max);
+        for attempt in [0, 1, 30, u32::MAX] {
+            assert!(policy.delay(attempt, None, 0.5) <= d.poll_max);
+        }
+        assert!(
+            cert.cert_validity_days
+                .is_none_or(|n| (1..=3650).contains(&n))
+        );
+    }
+
+    /// The largest value of every bound, together.
+    #[test]
+    fn every_bound_at_its_maximum_is_usable() {
+        let text = "[certcentral]\ntimeout = \"10m\"\n[daemon]\ncheck_interval = \"7d\"\n\
+            renew_before = \"10years\"\njitter = \"30d\"\npoll_interval = \"1d\"\n\
+            poll_max = \"7d\"\nconcurrency = 256\n[[certificate]]\nname = \"www\"\n\
+            order_id = 4294967295\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n\
+            cert_validity_days = 3650\nrotate_key_after = \"10years\"\nhook_timeout = \"1d\"\n\
+            dcv_method = \"dns-txt-token\"\ndns_publish = [\"true\"]\n\
+            dns_propagation_timeout = \"1d\"\n";
+        let c = Config::parse(Path::new("/etc/certkeeper.toml"), text).expect("parses");
+        assert_usable(&c);
+    }
+
+    proptest! {
+        // About one generated config in fourteen parses: enough cases for ~70 of them.
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Every config that parses has durations and counts the daemon can use: timers that
+        /// fit an `Instant`, a semaphore tokio accepts, a check interval that cannot spin, a
+        /// poll backoff that never panics, leads that never panic for any lifetime.
+        #[test]
+        fn what_parses_is_usable(text in config()) {
+            let Ok(c) = Config::parse(Path::new("/etc/certkeeper.toml"), &text) else {
+                return Ok(());
+            };
+            assert_usable(&c);
+        }
+    }
+}

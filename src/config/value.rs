@@ -28,8 +28,9 @@ pub struct Dur<const MIN: u64, const MAX: u64>(pub Duration);
 
 /// A day, in seconds, for bounds.
 pub const DAY: u64 = 86_400;
-/// Ten years, in seconds: the longest duration any key accepts.
-pub const TEN_YEARS: u64 = 3650 * DAY;
+/// Ten years of 365.25 days (how humantime counts a year, so messages say "10years"), in
+/// seconds: the longest duration any key accepts.
+pub const TEN_YEARS: u64 = 3652 * DAY + DAY / 2;
 
 /// Parses a humantime duration with the usual message.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -278,7 +279,8 @@ mod tests {
         let e = "0s".parse::<Dur<10, 60>>().expect_err("too short");
         assert!(e.contains("write between 10s and 1m"), "{e}");
         assert!("300000000000y".parse::<Dur<0, TEN_YEARS>>().is_err());
-        assert!("3651d".parse::<RenewBefore>().is_err());
+        assert!("3653d".parse::<RenewBefore>().is_err());
+        assert!("10years".parse::<RenewBefore>().is_ok());
         assert_eq!("192.0.2.53".parse::<DnsServer>().map(|d| d.0.port), Ok(53));
         assert_eq!(
             "[::1]:5353".parse::<DnsServer>().map(|d| d.to_string()),

@@ -298,4 +298,44 @@ mod tests {
             assert!(embedded_public_key(&k.key_pem).is_some(), "{kt}");
         }
     }
+
+    /// A key file whose private half was corrupted (its public half intact): the fast check
+    /// trusts the written public key, the derived check notices.
+    #[test]
+    fn a_corrupted_private_half_is_noticed_by_the_derived_check() {
+        for kt in [KeyType::EcdsaP256, KeyType::Rsa2048] {
+            let k = crate::crypto::new_key_and_csr(kt, SignatureHash::Sha256, "a.test", &[])
+                .expect("key");
+            let pair = rcgen::KeyPair::from_pem(&k.key_pem).expect("pair");
+            let cert = rcgen::CertificateParams::new(vec!["a.test".to_owned()])
+                .expect("params")
+                .self_signed(&pair)
+                .expect("cert");
+            let facts = CertFacts::from_pem(&cert.pem()).expect("facts");
+            assert!(key_matches(&k.key_pem, &facts) && key_matches_verified(&k.key_pem, &facts));
+
+            let mut der = ::pem::parse(&k.key_pem).expect("pem").into_contents();
+            let at = match kt {
+                // ECPrivateKey: version 1, then the 32-byte scalar (RFC 5915).
+                KeyType::EcdsaP256 => {
+                    der.windows(5)
+                        .position(|w| w == [0x02, 0x01, 0x01, 0x04, 0x20])
+                        .expect("scalar")
+                        + 10
+                }
+                // The last byte of the CRT coefficient, the key's last field (RFC 8017).
+                _ => der.len() - 1,
+            };
+            der[at] ^= 0x5a;
+            let corrupted = pem_encode("PRIVATE KEY", &der);
+            assert!(
+                key_matches(&corrupted, &facts),
+                "{kt}: the fast path trusts the file"
+            );
+            assert!(
+                !key_matches_verified(&corrupted, &facts),
+                "{kt}: derived check"
+            );
+        }
+    }
 }

@@ -50,6 +50,9 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
     let mut debounce_at: Option<tokio::time::Instant> = None;
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
     info!(config = %config_path.display(), certificates = d.config.certificates.len(), "certkeeper started");
+    for w in crate::renewal::unconfigured_work(&d.config) {
+        warn!("{w}");
+    }
     systemd::ready(&d.summary());
 
     loop {
@@ -383,6 +386,9 @@ impl Daemon {
         self.engine = Arc::new(engine);
         self.config = Arc::new(config);
         info!(added, changed, removed, "configuration reloaded");
+        for w in crate::renewal::unconfigured_work(&self.config) {
+            warn!("{w}");
+        }
     }
 
     /// A one-line summary for systemd's STATUS=.

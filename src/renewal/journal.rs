@@ -414,6 +414,31 @@ fn migrate_v1(journal: &mut serde_json::Value) {
     }
 }
 
+impl Journal {
+    /// Caps stored instants at `now + max_wait`: after the clock was set back, a pending poll
+    /// or a retry never waits longer than it could have when it was recorded.
+    pub fn clamp_times(&mut self, now: i64, max_wait: i64) {
+        let cap = now.saturating_add(max_wait);
+        if let Some(at) = self.retry_at.as_mut()
+            && *at != i64::MAX
+        {
+            *at = (*at).min(cap);
+        }
+        match &mut self.step {
+            Step::Pending { next_poll, .. } => *next_poll = (*next_poll).min(cap),
+            Step::Validating { validation, .. } => {
+                validation.next_check = validation.next_check.min(cap);
+            }
+            _ => {}
+        }
+        if let Some(ari) = self.ari.as_mut() {
+            ari.next_fetch = ari
+                .next_fetch
+                .min(now.saturating_add(super::secs(crate::scheduler::ARI_REFRESH_MAX)));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,5 +464,37 @@ mod tests {
         assert_eq!(attempt.names, ["example.test", "www.example.test"]);
         assert_eq!(attempt.target.order().map(|o| o.order_id), Some(1001));
         assert_eq!(request.request_id(), Some(42));
+    }
+
+    /// After the clock was set back a day, a stored poll time, retry time and ARI fetch time
+    /// wait no longer than they could have when stored; "never retry" stays never.
+    #[test]
+    fn instants_from_before_a_clock_change_are_capped() {
+        let pending = r#"{ "version": 1, "step": { "step": "pending",
+    "attempt": { "reason": "forced", "started": 1, "key_created": 1,
+      "order": { "order_id": 1001, "method": "reissue", "certificate_id": 7, "serial": "AB",
+        "common_name": "example.test", "names": ["example.test"], "server_platform": 45,
+        "signature_hash": "sha256", "order_valid_till": "2027-01-01" } },
+    "request_id": 42, "certificate_id": null, "since": 1, "polls": 2, "next_poll": 186400 },
+  "failures": 1, "retry_at": 186400, "updated": 3 }"#;
+        let now = 100_000; // the clock went back a day after the times were stored
+        let mut j = parse(pending.as_bytes()).expect("parses");
+        j.clamp_times(now, 3600);
+        let Step::Pending { next_poll, .. } = j.step else {
+            panic!("{:?}", j.step)
+        };
+        assert_eq!((next_poll, j.retry_at), (now + 3600, Some(now + 3600)));
+
+        // Times already within the cap are left alone, and i64::MAX means "never".
+        let mut j = parse(pending.as_bytes()).expect("parses");
+        j.retry_at = Some(i64::MAX);
+        j.clamp_times(186_000, 3600);
+        let Step::Pending { next_poll, .. } = j.step else {
+            panic!("{:?}", j.step)
+        };
+        assert_eq!((next_poll, j.retry_at), (186_400, Some(i64::MAX)));
+        // Far in the past or future, nothing overflows.
+        j.clamp_times(i64::MAX, i64::MAX);
+        j.clamp_times(i64::MIN, 3600);
     }
 }

@@ -155,7 +155,13 @@ pub fn disk_state(
     check: KeyCheck,
 ) -> (CertState, Option<CertFacts>) {
     let missing = |e: &dyn std::fmt::Display| {
-        CertState::Missing(format!("{}: {e}", cert.files.cert.display()))
+        let (path, e) = (cert.files.cert.display().to_string(), e.to_string());
+        // Refusals from safefs name the path already.
+        CertState::Missing(if e.starts_with(&path) {
+            e
+        } else {
+            format!("{path}: {e}")
+        })
     };
     let facts = match crate::safefs::read_to_string(&cert.files.cert, crate::safefs::PEM_LIMIT) {
         Ok(text) => match CertFacts::from_pem(&text) {
@@ -237,7 +243,12 @@ pub struct Observation {
 }
 
 /// Reads `cert`'s journal and files without taking its lock, and assesses it.
-pub fn observe(cert: &Certificate, daemon: &config::Daemon, now: i64) -> Observation {
+pub fn observe(
+    cert: &Certificate,
+    daemon: &config::Daemon,
+    now: i64,
+    keys: KeyCheck,
+) -> Observation {
     let store = Store::new(&daemon.state_dir, cert.name.as_str());
     let (journal, journal_error) = match store.load() {
         Ok(j) => (j, None),
@@ -251,7 +262,7 @@ pub fn observe(cert: &Certificate, daemon: &config::Daemon, now: i64) -> Observa
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
     };
-    let (assessment, facts) = assess(cert, daemon, &journal, now, KeyCheck::Embedded);
+    let (assessment, facts) = assess(cert, daemon, &journal, now, keys);
     Observation {
         journal,
         journal_error,
@@ -705,29 +716,49 @@ fn describe_target(target: &Target) -> String {
     }
 }
 
-impl Journal {
-    /// Caps stored instants at `now + max_wait`: after the clock was set back, a pending poll
-    /// or a retry never waits longer than it could have when it was recorded.
-    pub fn clamp_times(&mut self, now: i64, max_wait: i64) {
-        let cap = now.saturating_add(max_wait);
-        if let Some(at) = self.retry_at.as_mut()
-            && *at != i64::MAX
-        {
-            *at = (*at).min(cap);
+/// Certificates no longer in the configuration whose state still holds work: a renewal under
+/// way (a new key, a request at the CA) or records published for validation. A renamed
+/// certificate leaves its state under the old name; each line says what is there and how to
+/// carry it over (for `check` and the daemon's start and reloads).
+pub fn unconfigured_work(config: &config::Config) -> Vec<String> {
+    let state = &config.daemon.state_dir;
+    let Ok(entries) = std::fs::read_dir(state.join("certs")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if config.certificate(&name).is_some() || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
         }
-        match &mut self.step {
-            Step::Pending { next_poll, .. } => *next_poll = (*next_poll).min(cap),
-            Step::Validating { validation, .. } => {
-                validation.next_check = validation.next_check.min(cap);
-            }
-            _ => {}
+        let Ok(j) = Store::new(state, &name).load() else {
+            continue;
+        };
+        if matches!(j.step, Step::Idle) && j.published.is_empty() {
+            continue;
         }
-        if let Some(ari) = self.ari.as_mut() {
-            ari.next_fetch = ari
-                .next_fetch
-                .min(now.saturating_add(secs(scheduler::ARI_REFRESH_MAX)));
+        let mut what = format!("step {}", j.step.name());
+        if let Some(a) = j.step.attempt() {
+            what.push_str(&format!(" at {}", describe_target(&a.target)));
         }
+        if let Some(r) = j.step.request().and_then(Request::request_id) {
+            what.push_str(&format!(", request {r}"));
+        }
+        if !j.published.is_empty() {
+            let published: Vec<String> = j.published.iter().map(|p| p.what.describe()).collect();
+            what.push_str(&format!(
+                ", published for validation: {}",
+                published.join(", ")
+            ));
+        }
+        out.push(format!(
+            "certificate {name:?} is no longer configured but its state holds a renewal ({what}); if it was renamed, stop certkeeper and rename {} and {} to the new name so the renewal continues under it",
+            state.join("certs").join(&name).display(),
+            state.join("live").join(&name).display(),
+        ));
     }
+    out.sort();
+    out
 }
 
 /// What a waiting step waits for, for logs and `status`.

@@ -56,10 +56,12 @@ impl Ctx<'_> {
                 return Ok(Started::Done(Outcome::NotDue { next_check }));
             }
         };
-        if due.is_unrequested() {
-            if self.repair_links(now).await? {
-                return Ok(Started::Done(Outcome::NotDue { next_check: now }));
-            }
+        // Renewals nobody asked for are limited per day; a person running `renew` is asking.
+        let unrequested = due.is_unrequested() && !self.opts.ignore_backoff;
+        if due.is_unrequested() && self.repair_links(now).await? {
+            return Ok(Started::Done(Outcome::NotDue { next_check: now }));
+        }
+        if unrequested {
             self.j
                 .unrequested
                 .retain(|t| now.saturating_sub(*t) < 86_400);
@@ -84,7 +86,7 @@ impl Ctx<'_> {
         }
         let reason = due.to_string();
         info!(cert = %self.cert.name, order_id = self.cert.order_id(), %reason, "renewal due; starting");
-        if due.is_unrequested() {
+        if unrequested {
             self.j.unrequested.push(now);
         }
         let prepared = issuer::prepare(self, now).await?;

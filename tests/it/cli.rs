@@ -143,3 +143,153 @@ async fn check_online() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_says(&out, "no certificates configured yet");
 }
+
+/// A key file whose private scalar was corrupted (its public point intact): `status` takes the
+/// fast path and trusts the written public key, `check` and the daemon's check derive the
+/// public key, see the mismatch and renew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_private_key_is_found_by_check_and_renew() {
+    let env = TestEnv::new().await;
+    env.write_config("", &env.cert("www", ""));
+    let out = env.certkeeper(&["renew"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let key_path = env.path("certs/www/key.pem");
+    let pem_text = std::fs::read_to_string(&key_path).expect("key");
+    let mut der = pem::parse(&pem_text).expect("pem").into_contents();
+    // ECPrivateKey (RFC 5915): version 1, then the scalar as a 32-byte OCTET STRING.
+    let at = der
+        .windows(5)
+        .position(|w| w == [0x02, 0x01, 0x01, 0x04, 0x20])
+        .expect("scalar")
+        + 10;
+    der[at] ^= 0x5a;
+    // Written in place (a new inode would be noticed for another reason).
+    std::fs::write(&key_path, pem::encode(&pem::Pem::new("PRIVATE KEY", der))).expect("write");
+
+    let out = env.certkeeper(&["status", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        rows[0]["state"], "ok",
+        "status trusts the written public key"
+    );
+    let out = env.certkeeper(&["check"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_says(
+        &out,
+        "www (order 1001, reissue): would renew now: key_file does not hold the certificate's key",
+    );
+    let posts = env.sandbox.count("POST", "/reissue");
+    let out = env.certkeeper(&["renew"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_says(&out, "www: renewed: serial");
+    assert_eq!(env.sandbox.count("POST", "/reissue"), posts + 1);
+    env.assert_installed_set_valid("www");
+}
+
+/// While CertCentral keeps failing a call, `status` says so (the step, the error, the next
+/// try) instead of "waiting for CertCentral"; the one-shot `renew` gives up with exit 1 after
+/// its retries, and `status` then shows the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_honest_while_calls_are_retried() {
+    use certkeeper::sandbox::{Fault, FaultKind, SandboxConfig};
+    let env = TestEnv::with(SandboxConfig {
+        issuance_delay: std::time::Duration::from_secs(3600),
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    let renew = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["-c", crate::common::path_str(&env.path("certkeeper.toml"))])
+        .args(["renew", "www", "--wait", "10m"])
+        .env_remove("CERTKEEPER_API_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("renew starts");
+    let row = || async {
+        let out = env.certkeeper(&["status", "--json"]).await;
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        rows[0].clone()
+    };
+    let started = std::time::Instant::now();
+    while row().await["step"] != "pending" {
+        assert!(started.elapsed().as_secs() < 30, "never pending");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    env.sandbox
+        .inject(Fault::times(FaultKind::ServerError(503), 10_000));
+    let retrying = loop {
+        let r = row().await;
+        if !r["retrying"].is_null() {
+            break r;
+        }
+        assert!(started.elapsed().as_secs() < 60, "never retrying: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let note = retrying["retrying"].as_str().expect("note");
+    assert!(
+        note.starts_with("pending step: CertCentral failed on GET /order/certificate/1001 (503)")
+            && note.contains("(retrying in"),
+        "{retrying}"
+    );
+    let table = text(&env.certkeeper(&["status"]).await);
+    assert!(
+        table.contains(
+            "retrying after an error: CertCentral failed on GET /order/certificate/1001 (503)"
+        ) && table.contains("; while waiting for CertCentral to issue certificate"),
+        "{table}"
+    );
+
+    let out = renew.wait_with_output().await.expect("renew ends");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_says(&out, "www: FAILED:");
+    assert_says(&out, "503");
+    let r = row().await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(r["retrying"].is_null(), "{r}");
+    assert!(
+        r["last_error"].as_str().is_some_and(|e| e.contains("503")),
+        "{r}"
+    );
+}
+
+/// Renaming a certificate while its request is pending: `check` points at the state left
+/// under the old name and says how to carry it over; once moved, the renewal continues under
+/// the new name with the same request (no second one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_certificate_keeps_its_pending_request() {
+    use certkeeper::sandbox::SandboxConfig;
+    let env = TestEnv::with(SandboxConfig {
+        issuance_delay: std::time::Duration::from_secs(3),
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    let out = env.certkeeper(&["renew", "--wait", "0s"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_says(&out, "still waiting for CertCentral to issue certificate");
+
+    env.write_config("", &env.cert("web", ""));
+    let out = env.certkeeper(&["check"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let old = env.path("state/certs/www");
+    assert_says(
+        &out,
+        "warning: certificate \"www\" is no longer configured but its state holds a renewal (step pending at order 1001 (reissue)",
+    );
+    assert_says(&out, &format!("rename {} and", old.display()));
+
+    std::fs::rename(&old, env.path("state/certs/web")).expect("mv");
+    let out = env.certkeeper(&["check"]).await;
+    assert!(
+        !text(&out).contains("no longer configured"),
+        "{}",
+        text(&out)
+    );
+    let out = env.certkeeper(&["renew", "web", "--wait", "30s"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 1, "the same request");
+    env.assert_installed_set_valid("web");
+}

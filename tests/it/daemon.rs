@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 
-use crate::common::{TestEnv, path_str, serial_of};
+use crate::common::{TestEnv, path_str, serial_of, text};
 
 /// A running `certkeeper run` with its notifications and log.
 struct Daemon {
@@ -501,4 +501,107 @@ async fn unread_notify_socket_never_blocks() {
         .expect("stops within 10 s")
         .expect("status");
     assert!(status.success());
+}
+
+/// Hostile local files and a connection flood never stall the daemon: a FIFO at one
+/// certificate's `cert_file` and a link to `/dev/zero` at another's are refused with a clear
+/// error while the third certificate is issued; `status` and `check` answer; hundreds of idle
+/// connections to the metrics port cost the daemon at most its connection cap in file
+/// descriptors, and a scrape gets through once the idle ones time out; SIGTERM still stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_files_and_idle_connections_never_stall_it() {
+    let env = TestEnv::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    std::fs::create_dir_all(env.path("certs/fifo")).expect("dir");
+    nix::unistd::mkfifo(
+        &env.path("certs/fifo/cert.pem"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .expect("mkfifo");
+    std::fs::create_dir_all(env.path("certs/zero")).expect("dir");
+    std::os::unix::fs::symlink("/dev/zero", env.path("certs/zero/cert.pem")).expect("symlink");
+    env.write_config(
+        &format!("metrics_listen = \"127.0.0.1:{port}\""),
+        &format!(
+            "{}\n{}\n{}",
+            env.cert("fifo", ""),
+            env.cert("zero", ""),
+            env.cert("www", "")
+        ),
+    );
+    let d = Daemon::start(&env).await;
+    eventually("www issued", Duration::from_secs(20), || {
+        serial(&env.path("certs/www/cert.pem")).is_some()
+    })
+    .await;
+    for args in [&["status"][..], &["check"][..]] {
+        let out = tokio::time::timeout(Duration::from_secs(10), env.certkeeper(args))
+            .await
+            .unwrap_or_else(|_| panic!("{args:?} hangs"));
+        let said = text(&out);
+        assert!(
+            said.contains("certs/fifo/cert.pem: is a FIFO, not a regular file; refusing to read it")
+                && said.contains("certs/zero/cert.pem is a symlink to /dev/zero, outside certkeeper's state directory"),
+            "{args:?}: {said}"
+        );
+    }
+
+    // Idle connections: accepted and closed beyond the cap, so the daemon's descriptors stay
+    // bounded; its event loop keeps running (watchdog pings continue).
+    let pid = d.child.id().expect("pid");
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    let before = fds();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+        );
+    }
+    let pings = d.notes().matches("WATCHDOG=1").count();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = fds();
+    assert!(
+        during <= before + certkeeper::metrics::MAX_CONNECTIONS + 2,
+        "{before} descriptors before, {during} with 300 idle connections"
+    );
+    assert!(
+        d.notes().matches("WATCHDOG=1").count() > pings,
+        "the event loop runs"
+    );
+    let scraped = {
+        let started = Instant::now();
+        loop {
+            let got = reqwest::Client::new()
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if let Ok(r) = got {
+                break r.text().await.expect("body");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no scrape got through"
+            );
+        }
+    };
+    assert!(
+        scraped.contains("certkeeper_certificate_ready_status{name=\"www\""),
+        "{scraped}"
+    );
+    drop(idle);
+
+    let mut d = d;
+    d.signal(Signal::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(10), d.child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .expect("status");
+    assert!(status.success(), "{status}");
 }

@@ -260,3 +260,170 @@ async fn hooks_see_only_their_variables() {
         "{seen}"
     );
 }
+
+/// Failures reach a person: `on_failure` (here the `[daemon]` default) runs once when the
+/// certificate enters `failed`, not on every retry, and once more when it turns `stuck`;
+/// `on_renewed` (per certificate) runs after each renewal and re-arms `on_failure`. Both see
+/// the documented variables and never the API key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_and_renewals_notify_once() {
+    let env = TestEnv::new().await;
+    let log = env.path("notify.log");
+    let record = |what: &str| {
+        format!(
+            "[\"sh\", \"-c\", \"echo {what} $CERTKEEPER_NAME $CERTKEEPER_STATE \
+             days=$CERTKEEPER_DAYS_LEFT error=$CERTKEEPER_ERROR >> {}; env >> {}.env\"]",
+            log.display(),
+            log.display()
+        )
+    };
+    env.write_config(
+        &format!("on_failure = {}", record("failure")),
+        &env.cert("www", &format!("on_renewed = {}", record("renewed"))),
+    );
+    // Days left are whole days, floored: a 90-day certificate has 89 a second after issuance.
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.replace("days=89 ", "days=90 "))
+            .collect()
+    };
+    let out = env.certkeeper(&["renew"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(lines().len(), 1);
+    assert!(
+        lines()[0].starts_with("renewed www renewed days=90 "),
+        "{:?}",
+        lines()
+    );
+
+    // A wrong key: failed (notified once), then four more failures in a row make it stuck.
+    env.write_key("wrong", 0o600);
+    for _ in 0..5 {
+        let out = env.certkeeper(&["renew", "--force"]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    }
+    let seen = lines();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen[1].starts_with("failure www failed days=90 error=CertCentral answered 403"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[2].starts_with("failure www stuck days=90 error="),
+        "{seen:?}"
+    );
+    let out = env.certkeeper(&["renew", "--force"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(lines().len(), 3, "stuck is said once");
+
+    // Fixed: renewed, and the next failure is news again.
+    env.write_key(API_KEY, 0o600);
+    let out = env.certkeeper(&["renew", "--force"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    env.write_key("wrong", 0o600);
+    let out = env.certkeeper(&["renew", "--force"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let seen = lines();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(seen[3].starts_with("renewed www renewed"), "{seen:?}");
+    assert!(seen[4].starts_with("failure www failed"), "{seen:?}");
+    let environments = std::fs::read_to_string(env.path("notify.log.env")).expect("env");
+    assert!(
+        !environments.contains(API_KEY),
+        "the API key never reaches a hook"
+    );
+}
+
+/// A rollback killed halfway (SIGKILL while the post-rollback reload runs) is finished at the
+/// next start and recorded as the failure it was, even though the check that failed would
+/// pass now: the restored old files are never "deployed" as a renewal, the key age and last
+/// success stay; a later run installs the kept certificate without a new request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rollback_is_finished_not_counted_as_renewed() {
+    let env = TestEnv::new().await;
+    env.write_config("", &env.cert("www", ""));
+    let out = env.certkeeper(&["renew"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let old = env.read("certs/www/cert.pem");
+    let journal = || -> serde_json::Value {
+        serde_json::from_slice(&env.read("state/certs/www/journal.json")).expect("journal")
+    };
+    let (key_created, last_success) = (
+        journal()["key_created"].clone(),
+        journal()["last_success"].clone(),
+    );
+
+    let dir = env.path("");
+    let hooks = format!(
+        "deploy_check = [\"sh\", \"-c\", \"if [ -e {d}/fail-once ]; then rm {d}/fail-once; echo config broken; exit 1; fi\"]\n\
+         reload = [\"sh\", \"-c\", \"echo reload >> {d}/reloads; if [ -e {d}/hang-once ]; then rm {d}/hang-once; touch {d}/reloading; exec sleep 20; fi\"]",
+        d = dir.display()
+    );
+    env.write_config("", &env.cert("www", &hooks));
+    std::fs::write(env.path("fail-once"), "").expect("marker");
+    std::fs::write(env.path("hang-once"), "").expect("marker");
+    let mut renew = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args([
+            "-c",
+            path_str(&env.path("certkeeper.toml")),
+            "renew",
+            "--force",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("renew");
+    let started = std::time::Instant::now();
+    while !env.path("reloading").exists() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the rollback's reload never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    renew.start_kill().expect("SIGKILL");
+    let _ = renew.wait().await;
+    assert_eq!(journal()["step"]["step"], "rolling_back", "{}", journal());
+    let posts = env.sandbox.count("POST", "/reissue");
+
+    // Resumed: the rollback is finished (restore, reload) and the failure recorded.
+    let out = env.certkeeper(&["renew"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_says(
+        &out,
+        "deploy_check failed: sh exited with exit status: 1; output: config broken",
+    );
+    assert_eq!(
+        env.read("certs/www/cert.pem"),
+        old,
+        "the old files are live"
+    );
+    let j = journal();
+    assert_eq!(j["step"]["step"], "issued", "{j}");
+    assert_eq!(
+        (j["key_created"].clone(), j["last_success"].clone()),
+        (key_created, last_success),
+        "not a renewal"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.path("reloads"))
+            .expect("reloads")
+            .lines()
+            .count(),
+        2,
+        "the reload of the interrupted rollback, then the resumed one"
+    );
+
+    // Next run: the kept certificate is installed, the check passes now.
+    let out = env.certkeeper(&["renew"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_ne!(env.read("certs/www/cert.pem"), old);
+    assert_eq!(
+        env.sandbox.count("POST", "/reissue"),
+        posts,
+        "no new request"
+    );
+    env.assert_installed_set_valid("www");
+}

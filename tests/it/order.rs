@@ -107,7 +107,7 @@ async fn duplicate_rules_are_checked_locally() {
     assert!(message.contains("ask for other.test"), "{message}");
     assert_eq!(env.sandbox.count("POST", "/duplicate"), 0);
     env.assert_blocked("web").await;
-    let status = certkeeper::status::rows(&env.config());
+    let status = certkeeper::status::rows(&env.config(), certkeeper::renewal::KeyCheck::Embedded);
     assert!(
         status[0].stuck && status[0].state == "failed",
         "{:?}",
@@ -170,7 +170,9 @@ async fn ended_order_is_reported_and_not_retried() {
         "{message}"
     );
     env.assert_blocked("www").await;
-    assert!(certkeeper::status::rows(&env.config())[0].stuck);
+    assert!(
+        certkeeper::status::rows(&env.config(), certkeeper::renewal::KeyCheck::Embedded)[0].stuck
+    );
     // The operator moves the certificate to a new order.
     env.sandbox
         .add_order(&"2002:example.test,www.example.test".parse().expect("order"))
@@ -182,7 +184,9 @@ async fn ended_order_is_reported_and_not_retried() {
     );
     let outcome = drive(&env, "www", DriveOptions::default()).await;
     assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
-    assert!(!certkeeper::status::rows(&env.config())[0].stuck);
+    assert!(
+        !certkeeper::status::rows(&env.config(), certkeeper::renewal::KeyCheck::Embedded)[0].stuck
+    );
 }
 
 /// A reissue pending on the order that certkeeper did not start is reported as foreign;
@@ -242,7 +246,8 @@ async fn cert_validity_days_is_sent_and_explained() {
     env.write_config("", &env.cert("www", "cert_validity_days = 20"));
     let outcome = drive(&env, "www", DriveOptions::default()).await;
     assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
-    let days = certkeeper::status::rows(&env.config())[0].days_left;
+    let days = certkeeper::status::rows(&env.config(), certkeeper::renewal::KeyCheck::Embedded)[0]
+        .days_left;
     assert!(
         days.is_some_and(|d| (19..=20).contains(&d)),
         "the certificate runs the 20 days asked for: {days:?}"
@@ -262,7 +267,8 @@ async fn cert_validity_days_is_sent_and_explained() {
     };
     let outcome = drive(&env, "www", force).await;
     assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
-    let days = certkeeper::status::rows(&env.config())[0].days_left;
+    let days = certkeeper::status::rows(&env.config(), certkeeper::renewal::KeyCheck::Embedded)[0]
+        .days_left;
     assert!(
         days.is_some_and(|d| (29..=30).contains(&d)),
         "capped at the order's end: {days:?}"

@@ -394,3 +394,87 @@ async fn deploy_check_failure_restores_previous_files() {
     assert_ne!(env.read("certs/www/cert.pem"), before);
     assert_eq!(env.sandbox.count("POST", "/reissue"), 2);
 }
+
+/// Something keeps replacing the installed certificate with a foreign one: the daemon renews
+/// at most three times a day for reasons nobody asked for, then holds the certificate back
+/// and says why; a person's `renew` still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_nobody_asked_for_are_limited_per_day() {
+    let env = TestEnv::new().await;
+    env.write_config("", &env.cert("www", ""));
+    assert!(matches!(
+        renew(&env, "www", false).await,
+        Outcome::Renewed { .. }
+    ));
+    let root = std::fs::read_to_string(env.path("root.pem")).expect("root");
+    let live_cert = env.path("state/live/www/current/cert.pem");
+    let daemon_like = || async {
+        env.engine()
+            .drive(
+                env.config().certificate("www").expect("configured"),
+                DriveOptions::default(),
+            )
+            .await
+            .expect("drive")
+    };
+    let posts = env.sandbox.count("POST", "/reissue");
+    for round in 1..=4 {
+        std::fs::remove_file(&live_cert).expect("rm");
+        std::fs::write(&live_cert, &root).expect("foreign certificate");
+        let outcome = daemon_like().await;
+        match (round, &outcome) {
+            (1..=3, Outcome::Renewed { .. }) => {}
+            (4, Outcome::Failed { message, retry_at }) => {
+                assert!(
+                    message.contains(
+                        "renewed this certificate 3 times in 24 hours without being asked"
+                    ) && message.contains("run `certkeeper renew www`"),
+                    "{message}"
+                );
+                assert!(*retry_at > certkeeper::model::unix_now() + 86_000);
+            }
+            _ => panic!("round {round}: {outcome:?}"),
+        }
+    }
+    assert_eq!(env.sandbox.count("POST", "/reissue"), posts + 3);
+    let out = env.certkeeper(&["status"]).await;
+    assert!(
+        crate::common::text(&out).contains("3 times in 24 hours"),
+        "{}",
+        crate::common::text(&out)
+    );
+
+    let out = env.certkeeper(&["renew", "www"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", crate::common::text(&out));
+    assert_eq!(env.sandbox.count("POST", "/reissue"), posts + 4);
+    env.assert_installed_set_valid("www");
+}
+
+/// An answer that never ends (a misbehaving proxy) is cut at 1 MiB: the renewal fails with
+/// a clear message instead of filling memory, and nothing is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_is_refused() {
+    let env = TestEnv::with(SandboxConfig {
+        faults: vec![Fault {
+            kind: FaultKind::EndlessBody,
+            count: 1000,
+        }],
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    let started = std::time::Instant::now();
+    let outcome = renew(&env, "www", false).await;
+    match &outcome {
+        Outcome::Failed { message, .. } => assert!(
+            message.contains("the answer is larger than 1048576 bytes; refusing it"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "refused as soon as the cap is passed, not at the timeout"
+    );
+    assert!(!env.path("certs/www/cert.pem").exists());
+}
