@@ -1,6 +1,8 @@
-//! `certkeeper demo`: the one-command trial. Starts the sandbox on loopback, writes a config
-//! for a short-lived certificate into a fresh folder, and runs the daemon so the user watches
-//! real renewals happen; Ctrl-C stops it cleanly.
+//! `certkeeper demo`: the one-command trial. Starts the sandbox on loopback with a DV order
+//! (no validation is reused: every issuance needs domain validation), a small web server for
+//! the `http_root` the sandbox fetches the validation file from, writes a config for a
+//! short-lived certificate into a fresh folder, and runs the daemon so the user watches real
+//! renewals happen, each one validated; Ctrl-C stops it cleanly.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +12,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::renewal::{DriveOptions, Engine, Outcome};
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::{Reach, Sandbox, SandboxConfig};
 use crate::{daemon, model::fmt_time};
 
 /// The demo's order in the sandbox.
@@ -20,15 +22,23 @@ const ORDER_ID: u64 = 1001;
 pub async fn run(dir: &Path, validity: Duration, once: bool) -> anyhow::Result<ExitCode> {
     let dir = std::path::absolute(dir).context("cannot resolve the demo folder")?;
     prepare_folder(&dir)?;
+    let http_root = dir.join("www");
+    let web = web_server(http_root.clone()).await?;
+    let mut order: crate::sandbox::OrderSpec =
+        format!("{ORDER_ID}:demo.example.test,www.demo.example.test")
+            .parse()
+            .map_err(anyhow::Error::msg)?;
+    order.dv = true;
     let sandbox = Sandbox::start(
         "127.0.0.1:0".parse()?,
         SandboxConfig {
-            orders: vec![
-                format!("{ORDER_ID}:demo.example.test,www.demo.example.test")
-                    .parse()
-                    .map_err(anyhow::Error::msg)?,
-            ],
+            orders: vec![order],
             validity,
+            // Every name is served by the demo's web server.
+            reach: Reach {
+                resolve: vec![("*".into(), web)],
+                dns_server: None,
+            },
             ..SandboxConfig::default()
         },
     )
@@ -48,6 +58,10 @@ pub async fn run(dir: &Path, validity: Duration, once: bool) -> anyhow::Result<E
     println!("  sandbox CertCentral API  {}", sandbox.url());
     println!("  configuration            {}", config_path.display());
     println!("  certificates             {}", dir.join("certs").display());
+    println!(
+        "  web server (http_root)   http://{web}/ serving {}",
+        http_root.display()
+    );
     println!("  sandbox root CA          {}", root.display());
     println!(
         "  lifetime of certificates {}",
@@ -83,7 +97,10 @@ pub async fn run(dir: &Path, validity: Duration, once: bool) -> anyhow::Result<E
     } else {
         print_inspect(&dir);
         println!("The daemon now issues the certificate and renews it each time a third of its");
-        println!("lifetime is left. Watch the log; press Ctrl-C to stop.\n");
+        println!("lifetime is left. The order is DV, so every renewal validates the names: the");
+        println!("daemon publishes the random value under http_root, asks the sandbox to check,");
+        println!("and removes the file once the certificate is issued. Watch the log; press");
+        println!("Ctrl-C to stop.\n");
         daemon::run(&config_path, daemon::process_signals()).await?;
         Ok(ExitCode::SUCCESS)
     }
@@ -118,6 +135,34 @@ fn prepare_folder(dir: &Path) -> anyhow::Result<()> {
         "made by `certkeeper demo`; the demo clears this folder at its next run\n",
     )?;
     Ok(())
+}
+
+/// The web server the sandbox's validation fetches from: `GET
+/// /.well-known/pki-validation/NAME` answers the file of that name under `http_root` (as
+/// nginx would with `root` set to it), anything else 404. Returns where it listens.
+async fn web_server(http_root: PathBuf) -> anyhow::Result<std::net::SocketAddr> {
+    use axum::extract::Path as UrlPath;
+    use axum::http::StatusCode;
+    std::fs::create_dir_all(&http_root)
+        .with_context(|| format!("cannot create {}", http_root.display()))?;
+    let app = axum::Router::new().route(
+        "/.well-known/pki-validation/{file}",
+        axum::routing::get(move |UrlPath(file): UrlPath<String>| {
+            let dir = http_root.join(".well-known/pki-validation");
+            async move {
+                if file.contains('/') || file.starts_with('.') {
+                    return Err(StatusCode::NOT_FOUND);
+                }
+                crate::safefs::read(&dir.join(file), 4096).map_err(|_| StatusCode::NOT_FOUND)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
 }
 
 fn print_inspect(dir: &Path) {
@@ -171,6 +216,10 @@ key_file = "certs/key.pem"
 chain_file = "certs/chain.pem"
 fullchain_file = "certs/fullchain.pem"
 deploy_check = ["test", "-s", "{cert}"]
+# A DV order validates every name at every renewal: the random value is published at
+# www/.well-known/pki-validation/fileauth.txt, which the demo's web server serves.
+dcv_method = "http-token"
+http_root = "www"
 "#,
         cert = dir.join("certs/cert.pem").display()
     )

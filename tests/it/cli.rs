@@ -293,3 +293,45 @@ async fn a_renamed_certificate_keeps_its_pending_request() {
     assert_eq!(env.sandbox.count("POST", "/reissue"), 1, "the same request");
     env.assert_installed_set_valid("web");
 }
+
+/// The README's first command, once: the demo issues a certificate on a DV order, validating
+/// its names through the demo's web server (the order's method switched to http-token), and
+/// leaves nothing published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_validates_and_issues() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo = dir.path().join("demo");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["demo", "--once", "--dir", crate::common::path_str(&demo)])
+        .env("CERTKEEPER_LOG", "info")
+        .output()
+        .await
+        .expect("demo runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for line in [
+        "renewed demo: serial",
+        "switching the order's DCV method cert=demo order_id=1001 from=\"email\" to=http-token",
+        "publishing for validation cert=demo order_id=1001 domain=demo.example.test",
+        "the CA validated every name",
+        "removed what was published for validation",
+    ] {
+        assert_says(&out, line);
+    }
+    assert!(
+        !demo.join("www/.well-known").exists(),
+        "nothing left published"
+    );
+    let verify = crate::common::openssl(&[
+        "verify",
+        "-CAfile",
+        crate::common::path_str(&demo.join("sandbox-root.pem")),
+        "-untrusted",
+        crate::common::path_str(&demo.join("certs/chain.pem")),
+        crate::common::path_str(&demo.join("certs/cert.pem")),
+    ]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
