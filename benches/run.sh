@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces every figure in BENCHMARKS.md on this machine:
+# Reproduces every figure in BENCHMARKS.md on this machine (BIND and Pebble must be installed,
+# as ./.ci/run does):
 #   benches/run.sh            the full run (about 5 minutes once built; installs certbot)
 #   benches/run.sh --smoke    a small version for CI (no timing goals, no certbot)
 # Data is generated in a temporary folder (benches/fixture.rs) and removed afterwards.
@@ -7,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ ${1:-} == --smoke ]]; then
-  SMALL=50 LARGE=100 RUNS=3 IDLE=2 IDLE_LARGE=2 RENEWALS=50 LIMITED=20 KEYGEN=2 CERTBOT=0
+  SMALL=50 LARGE=100 RUNS=3 IDLE=2 IDLE_LARGE=2 RENEWALS=50 LIMITED=20 KEYGEN=2 CERTBOT=0 ISSUERS=2
 else
-  SMALL=1000 LARGE=10000 RUNS=10 IDLE=120 IDLE_LARGE=10 RENEWALS=1000 LIMITED=400 KEYGEN=15 CERTBOT=1
+  SMALL=1000 LARGE=10000 RUNS=10 IDLE=120 IDLE_LARGE=10 RENEWALS=1000 LIMITED=400 KEYGEN=15 CERTBOT=1 ISSUERS=20
 fi
 
 cargo build --release --locked --quiet
@@ -46,3 +47,6 @@ fi
 
 echo "## engine (cargo bench --bench engine -- $RENEWALS $LIMITED $KEYGEN)"
 cargo bench --quiet --bench engine -- "$RENEWALS" "$LIMITED" "$KEYGEN"
+
+echo "## issuers against real servers (cargo bench --bench issuers -- $ISSUERS; BIND and Pebble from Debian)"
+cargo bench --quiet --bench issuers -- "$ISSUERS"

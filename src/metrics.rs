@@ -89,11 +89,17 @@ pub fn render(config: &Config) -> String {
             _ => {}
         }
     }
-    let mut requests = String::new();
+    let (mut requests, mut acme_requests) = (String::new(), String::new());
     for ((endpoint, status), n) in crate::certcentral::request_counts() {
         let _ = writeln!(
             requests,
             "certkeeper_certcentral_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+        );
+    }
+    for ((host, method, status), n) in crate::acme::request_counts() {
+        let _ = writeln!(
+            acme_requests,
+            "certkeeper_acme_requests_total{{host=\"{host}\",method=\"{method}\",status=\"{status}\"}} {n}"
         );
     }
     let mut dcv = String::new();
@@ -136,6 +142,12 @@ pub fn render(config: &Config) -> String {
         "counter",
         "Requests sent to CertCentral by this process, by endpoint and HTTP status (0: no answer).",
         &requests,
+    );
+    family(
+        "certkeeper_acme_requests_total",
+        "counter",
+        "Requests sent to ACME CAs by this process, by host, method and HTTP status (0: no answer).",
+        &acme_requests,
     );
     family(
         "certkeeper_pending_requests",

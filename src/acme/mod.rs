@@ -77,6 +77,24 @@ impl Error {
     }
 }
 
+/// Requests sent to ACME CAs by this process: (host, method, HTTP status or 0) → count.
+static REQUESTS: std::sync::Mutex<std::collections::BTreeMap<(String, String, u16), u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A snapshot of the ACME request counters, for metrics and benchmarks.
+pub fn request_counts() -> Vec<((String, String, u16), u64)> {
+    let counts = REQUESTS.lock().unwrap_or_else(|p| p.into_inner());
+    counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+}
+
+fn count_request(host: String, method: String, status: u16) {
+    *REQUESTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry((host, method, status))
+        .or_default() += 1;
+}
+
 /// The HTTP client instant-acme uses: reqwest, verified TLS, bounded answers.
 struct Http(reqwest::Client);
 
@@ -95,14 +113,20 @@ impl HttpClient for Http {
                 .map(http_body_util::Collected::to_bytes)
                 .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
             let url = parts.uri.to_string();
+            let parts_url = url.clone();
+            let (host, method) = (
+                parts.uri.authority().map_or("", |a| a.as_str()).to_owned(),
+                parts.method.to_string(),
+            );
             let mut out = client.request(parts.method, url).headers(parts.headers);
             if !body.is_empty() {
                 out = out.body(body);
             }
-            let mut resp = out
-                .send()
-                .await
-                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            let sent = out.send().await;
+            let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
+            tracing::debug!(%method, url = %parts_url, status, "ACME request");
+            count_request(host, method, status);
+            let mut resp = sent.map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
             let mut builder = http::Response::builder().status(resp.status());
             for (k, v) in resp.headers() {
                 builder = builder.header(k, v);
@@ -141,6 +165,9 @@ pub struct Issuer {
     pub config: config::Acme,
     http: reqwest::Client,
     accounts: tokio::sync::Mutex<HashMap<String, Account>>,
+    /// Order handles kept between the steps of a renewal in this process, by order URL: each
+    /// carries the CA's last nonce, so a step needs no newNonce round trip.
+    orders: std::sync::Mutex<HashMap<String, Order>>,
 }
 
 /// The ACME CAs of a configuration, by name.
@@ -192,6 +219,7 @@ impl Registry {
                     config: a.clone(),
                     http,
                     accounts: tokio::sync::Mutex::default(),
+                    orders: std::sync::Mutex::default(),
                 },
             );
         }
@@ -207,9 +235,37 @@ impl Registry {
     }
 }
 
+/// Order handles kept at most (one per renewal in progress; more are simply not kept).
+const ORDERS_KEPT: usize = 1024;
+
 impl Issuer {
     fn http(&self) -> Box<dyn HttpClient> {
         Box::new(Http(self.http.clone()))
+    }
+
+    /// The order at `url`, fresh from the CA: the handle kept from an earlier step, refreshed,
+    /// or a new one.
+    pub async fn order(&self, account: &Account, url: &str) -> Result<Order, instant_acme::Error> {
+        let kept = self
+            .orders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(url);
+        match kept {
+            Some(mut order) => {
+                order.refresh().await?;
+                Ok(order)
+            }
+            None => account.order(url.to_owned()).await,
+        }
+    }
+
+    /// Keeps `order`'s handle for the renewal's next step.
+    pub fn keep(&self, order: Order) {
+        let mut orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
+        if orders.len() < ORDERS_KEPT {
+            orders.insert(order.url().to_owned(), order);
+        }
     }
 
     /// The account for `directory`, restored from `stored` credentials (JSON) or created (with

@@ -12,6 +12,24 @@ use crate::certcentral::RetryPolicy;
 use crate::model::{fmt_time, unix_now};
 
 impl Ctx<'_> {
+    /// How long to wait between looks at the CA while it validates or issues. CertCentral
+    /// works in minutes to days (approvals, its own DCV polling): from `poll_interval`, ×1.5
+    /// up to `poll_max`. An ACME CA answers a ready challenge or a finalize in seconds, so
+    /// ACME starts at 1 s (or `poll_interval` if shorter) and doubles up to `poll_max`, as
+    /// ACME clients do.
+    pub(super) fn poll_policy(&self) -> RetryPolicy {
+        let daemon = &self.engine.daemon;
+        match self.cert.issuer {
+            crate::config::Issuer::CertCentral { .. } => {
+                RetryPolicy::new(daemon.poll_interval, daemon.poll_max).with_factor(1.5)
+            }
+            crate::config::Issuer::Acme { .. } => RetryPolicy::new(
+                daemon.poll_interval.min(Duration::from_secs(1)),
+                daemon.poll_max,
+            ),
+        }
+    }
+
     pub(super) async fn poll(
         &mut self,
         attempt: Attempt,
@@ -19,10 +37,9 @@ impl Ctx<'_> {
         since: i64,
         polls: u32,
     ) -> Result<Step, Failure> {
-        let again = |request: Request, polls: u32, engine: &super::Engine| {
-            let wait = RetryPolicy::new(engine.daemon.poll_interval, engine.daemon.poll_max)
-                .with_factor(1.5)
-                .delay_now(polls, None);
+        let policy = self.poll_policy();
+        let again = |request: Request, polls: u32| {
+            let wait = policy.delay_now(polls, None);
             Step::Pending {
                 attempt: attempt.clone(),
                 request,
@@ -31,10 +48,10 @@ impl Ctx<'_> {
                 next_poll: unix_now().saturating_add(super::secs(wait).max(1)),
             }
         };
-        let here = again(request.clone(), polls, self.engine);
+        let here = again(request.clone(), polls);
         match issuer::poll(self, &attempt, &request, polls, &here).await? {
             Polled::Waiting { request, why } => {
-                let next = again(request, polls, self.engine);
+                let next = again(request, polls);
                 if let Step::Pending { next_poll, .. } = &next {
                     let waited =
                         Duration::from_secs(u64::try_from(unix_now() - since).unwrap_or(0));
@@ -46,10 +63,7 @@ impl Ctx<'_> {
             {
                 Ok(step) => Ok(step),
                 // A chain that fails the gate is looked at again later (never installed).
-                Err(f) => Err(Failure::new(
-                    f.error,
-                    again(r.unwrap_or(request), polls, self.engine),
-                )),
+                Err(f) => Err(Failure::new(f.error, again(r.unwrap_or(request), polls))),
             },
             Polled::Answer(answer) => self.accepted(attempt, answer),
         }

@@ -20,7 +20,7 @@ use super::{Attempt, Ctx, Error, Failure, Request, Step};
 use crate::certcentral::RetryPolicy;
 use crate::config::DnsPublisher;
 use crate::hooks;
-use crate::model::{ChallengeType, DcvMethod, unix_now};
+use crate::model::unix_now;
 use crate::validation::{self, DnsRecord, dns, rfc2136, webroot};
 
 /// How often to look for DNS propagation: from 2 s, growing to 30 s.
@@ -121,13 +121,7 @@ impl Ctx<'_> {
 
     /// The wait before the next check: the poll backoff.
     fn check_delay(&self, checks: u32) -> i64 {
-        let d = RetryPolicy::new(
-            self.engine.daemon.poll_interval,
-            self.engine.daemon.poll_max,
-        )
-        .with_factor(1.5)
-        .delay_now(checks, None);
-        super::secs(d).max(1)
+        super::secs(self.poll_policy().delay_now(checks, None)).max(1)
     }
 
     /// What the configured publishers make of what the CA wants.
@@ -137,7 +131,6 @@ impl Ctx<'_> {
             crate::config::Issuer::CertCentral { .. } => validation.dcv_method.as_str().to_owned(),
             crate::config::Issuer::Acme { challenge, .. } => challenge.as_str().to_owned(),
         };
-        let _ = (DcvMethod::None, ChallengeType::Http01);
         let mut out = Vec::with_capacity(records.len());
         for w in records {
             let what = match &w.what {

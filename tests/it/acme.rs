@@ -208,6 +208,14 @@ async fn http01_issuance_and_renewal_beside_certcentral() {
         metrics.contains("certkeeper_certificate_ready_status{name=\"shop\",order_id=\"\",issuer=\"acme:pebble\",condition=\"True\"} 1"),
         "{metrics}"
     );
+    // The renewals ran in this process: the requests to Pebble are counted (new orders are 201).
+    let host = format!("127.0.0.1:{}", a.pebble.port);
+    assert!(
+        metrics.contains(&format!(
+            "certkeeper_acme_requests_total{{host=\"{host}\",method=\"POST\",status=\"201\"}}"
+        )),
+        "{metrics}"
+    );
     let journal =
         std::fs::read_to_string(a.env.path("state/certs/dup/journal.json")).expect("journal");
     assert!(journal.contains("\"last_success\""), "{journal}");

@@ -191,10 +191,19 @@ pub(super) async fn submit(
     }
     info!(cert = %ctx.cert.name, acme = %a.acme, names = %attempt.names.join(", "), "sending newOrder to the ACME CA");
     match account.new_order(&new).await {
-        Ok(order) => {
+        Ok(mut order) => {
             let url = order.url().to_owned();
             info!(cert = %ctx.cert.name, acme = %a.acme, order_id = %url, "the ACME CA created the order");
-            Ok(Answer::Pending(Request::Acme { order_url: url }))
+            let pending = order.state().status == OrderStatus::Pending;
+            issuer(ctx.engine, &a.acme)?.keep(order);
+            let request = Request::Acme { order_url: url };
+            // Authorizations to complete: straight to validation (the order URL is journaled
+            // with that step before anything is published).
+            Ok(if pending {
+                Answer::Validate(request)
+            } else {
+                Answer::Pending(request)
+            })
         }
         // A lost newOrder leaves at most an unused order at the CA (it expires): send again.
         Err(e) => Err(retry_or_restart(acme::error(&a.directory, e), &back)),
@@ -217,7 +226,8 @@ pub(super) async fn poll(
     };
     let account = account_for(ctx, a, here).await?;
     let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
-    let mut order = account.order(order_url.clone()).await.map_err(fail)?;
+    let orders = issuer(ctx.engine, &a.acme)?;
+    let mut order = orders.order(&account, order_url).await.map_err(fail)?;
     let mut status = order.state().status;
     if status == OrderStatus::Ready {
         let csr = ctx
@@ -234,12 +244,19 @@ pub(super) async fn poll(
         order.finalize_csr(der.contents()).await.map_err(fail)?;
         status = order.state().status;
     }
+    let waiting = || Polled::Waiting {
+        request: request.clone(),
+        why: format!("the ACME CA to issue order {order_url}"),
+    };
     match status {
-        OrderStatus::Pending => Ok(Polled::Answer(Answer::Validate(request.clone()))),
-        OrderStatus::Ready | OrderStatus::Processing => Ok(Polled::Waiting {
-            request: request.clone(),
-            why: format!("the ACME CA to issue order {order_url}"),
-        }),
+        OrderStatus::Pending => {
+            orders.keep(order);
+            Ok(Polled::Answer(Answer::Validate(request.clone())))
+        }
+        OrderStatus::Ready | OrderStatus::Processing => {
+            orders.keep(order);
+            Ok(waiting())
+        }
         OrderStatus::Valid => match order.certificate().await.map_err(fail)? {
             Some(pem) => {
                 info!(cert = %ctx.cert.name, order_id = %order_url, "certificate issued; downloaded");
@@ -248,10 +265,10 @@ pub(super) async fn poll(
                     request: Some(request.clone()),
                 }))
             }
-            None => Ok(Polled::Waiting {
-                request: request.clone(),
-                why: format!("the ACME CA to issue order {order_url}"),
-            }),
+            None => {
+                orders.keep(order);
+                Ok(waiting())
+            }
         },
         OrderStatus::Invalid => Err(Failure::new(
             Error::Other(format!(
@@ -301,8 +318,10 @@ pub(super) async fn round(
     };
     let account = account_for(ctx, a, here).await?;
     let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
-    let mut order = account.order(order_url.clone()).await.map_err(fail)?;
+    let orders = issuer(ctx.engine, &a.acme)?;
+    let mut order = orders.order(&account, order_url).await.map_err(fail)?;
     if order.state().status != OrderStatus::Pending {
+        orders.keep(order);
         return Ok(Round {
             request: request.clone(),
             records: Vec::new(),
@@ -352,6 +371,7 @@ pub(super) async fn round(
             records.push(wanted);
         }
     }
+    orders.keep(order);
     let done = records.is_empty().then(|| Answer::Pending(request.clone()));
     Ok(Round {
         request: request.clone(),
@@ -377,7 +397,8 @@ pub(super) async fn check(
     };
     let account = account_for(ctx, a, here).await?;
     let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
-    let mut order = account.order(order_url.clone()).await.map_err(fail)?;
+    let orders = issuer(ctx.engine, &a.acme)?;
+    let mut order = orders.order(&account, order_url).await.map_err(fail)?;
     let kind = challenge_type(ctx.cert);
     let mut unvalidated = Vec::new();
     let mut refused: Vec<String> = Vec::new();
@@ -428,6 +449,7 @@ pub(super) async fn check(
             Step::Idle,
         ));
     }
+    orders.keep(order);
     if unvalidated.is_empty() {
         return Ok(Checked::Done(Answer::Pending(request.clone())));
     }
