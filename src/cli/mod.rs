@@ -18,7 +18,7 @@ use crate::{daemon, demo, status};
 
 mod check;
 
-/// Keeps DigiCert CertCentral certificates renewed: local keys, reissue or duplicate,
+/// Keeps DigiCert CertCentral and ACME certificates renewed: local keys, domain validation,
 /// verified atomic install, reload.
 #[derive(Debug, Parser)]
 #[command(name = "certkeeper", version, about)]
@@ -91,7 +91,8 @@ pub struct SandboxArgs {
     #[arg(long = "order", value_name = "ID:NAMES")]
     pub orders: Vec<OrderSpec>,
     /// A TOML file of [[order]] tables (id, common_name, dns_names, status, order_valid_till,
-    /// allow_duplicates, auto_reissue).
+    /// allow_duplicates, auto_reissue, auto_companion, multi_year_plan, dv, validated_until,
+    /// dcv_method, product).
     #[arg(long, value_name = "FILE")]
     pub orders_file: Option<PathBuf>,
     /// Lifetime of issued certificates.
@@ -108,7 +109,7 @@ pub struct SandboxArgs {
     pub api_key: Option<String>,
     /// A fault to inject, KIND[=ARG][:COUNT] (repeatable): rate-limit[=SECS], server-error[=5xx],
     /// slow=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem,
-    /// bad-chain.
+    /// bad-chain, endless-body, organization-empty-array.
     #[arg(long = "fault", value_name = "FAULT")]
     pub faults: Vec<Fault>,
     /// Enforce CertCentral's rate limits per API key (100 per 5 s, 1000 per 3 min).
@@ -177,7 +178,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // The daemon's work is small and mostly waiting: one thread keeps its footprint small
     // (key generation and installs still run on the blocking pool).
     let mut builder = match cli.command {
-        Command::Run => tokio::runtime::Builder::new_current_thread(),
+        Command::Run => {
+            let mut b = tokio::runtime::Builder::new_current_thread();
+            // File I/O, key generation and installs run here; a few threads suffice, and idle
+            // ones leave quickly so the daemon's footprint returns to its resting size.
+            b.max_blocking_threads(4)
+                .thread_keep_alive(Duration::from_secs(1));
+            b
+        }
         _ => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(2);

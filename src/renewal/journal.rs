@@ -20,6 +20,9 @@ use crate::validation::DnsRecord;
 /// The journal format written by this release.
 pub const VERSION: u32 = 2;
 
+/// How often a held per-certificate lock is tried again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// What is recorded for one certificate.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
@@ -331,18 +334,22 @@ impl Store {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(err("open", &path))?;
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => Ok(Lock { _lock: l }),
-            Err((file, _)) => {
-                tracing::info!(lock = %path.display(), "another certkeeper process is renewing this certificate; waiting for it");
-                let locked = tokio::task::spawn_blocking(move || {
-                    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-                        .map_err(|(_, e)| e)
-                })
-                .await
-                .map_err(|e| err("lock", &path)(io::Error::other(e)))?
-                .map_err(|e| err("lock", &path)(io::Error::from(e)))?;
-                Ok(Lock { _lock: locked })
+        let mut file = file;
+        let mut told = false;
+        // Polled rather than waited for on a thread: the daemon's blocking pool is small, and a
+        // `renew` run holding many locks must not occupy it.
+        loop {
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Ok(Lock { _lock: l }),
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                    if !told {
+                        tracing::info!(lock = %path.display(), "another certkeeper process is renewing this certificate; waiting for it");
+                        told = true;
+                    }
+                    file = f;
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+                Err((_, e)) => return Err(err("lock", &path)(io::Error::from(e))),
             }
         }
     }

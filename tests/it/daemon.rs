@@ -567,7 +567,9 @@ async fn hostile_files_and_idle_connections_never_stall_it() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let during = fds();
     assert!(
-        during <= before + certkeeper::metrics::MAX_CONNECTIONS + 2,
+        // Beyond the cap: the one connection being accepted and closed, and the file a
+        // certificate check may have open at that instant.
+        during <= before + certkeeper::metrics::MAX_CONNECTIONS + 4,
         "{before} descriptors before, {during} with 300 idle connections"
     );
     assert!(
