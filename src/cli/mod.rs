@@ -175,14 +175,13 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(cli.log_format);
-    // The daemon's work is small and mostly waiting: one thread keeps its footprint small
-    // (key generation and installs still run on the blocking pool).
+    // The daemon's work is small and mostly waiting: one thread runs it, and file I/O, key
+    // generation and installs go to a blocking pool of two (every blocking task is bounded:
+    // reads are capped, locks are polled), whose idle threads leave after a second.
     let mut builder = match cli.command {
         Command::Run => {
             let mut b = tokio::runtime::Builder::new_current_thread();
-            // File I/O, key generation and installs run here; a few threads suffice, and idle
-            // ones leave quickly so the daemon's footprint returns to its resting size.
-            b.max_blocking_threads(4)
+            b.max_blocking_threads(2)
                 .thread_keep_alive(Duration::from_secs(1));
             b
         }

@@ -163,7 +163,8 @@ pub struct Certificate {
     pub reload: Option<Argv>,
     pub verify_endpoint: Option<Endpoint>,
     pub hook_timeout: Duration,
-    pub validation: Validation,
+    /// Shared between consecutive certificates that validate alike (a fleet's usual case).
+    pub validation: std::sync::Arc<Validation>,
     /// Run when the certificate enters `failed`, and again when it turns `STUCK`.
     pub on_failure: Option<Argv>,
     /// Run after a renewal is complete.
@@ -459,7 +460,7 @@ impl Resolver<'_> {
 
         let mut names: HashMap<CertName, ()> = HashMap::new();
         let mut paths: HashMap<PathBuf, String> = HashMap::new();
-        let mut certificates = Vec::with_capacity(raw.certificates.len());
+        let mut certificates: Vec<Certificate> = Vec::with_capacity(raw.certificates.len());
         for rc in raw.certificates {
             let name = rc.name.get_ref().clone();
             if names.insert(name.clone(), ()).is_some() {
@@ -489,7 +490,13 @@ impl Resolver<'_> {
                     ));
                 }
             }
-            certificates.push(self.certificate(rc, &daemon, &defaults, &acme, &dns_updates)?);
+            let mut cert = self.certificate(rc, &daemon, &defaults, &acme, &dns_updates)?;
+            if let Some(previous) = certificates.last()
+                && previous.validation == cert.validation
+            {
+                cert.validation = std::sync::Arc::clone(&previous.validation);
+            }
+            certificates.push(cert);
         }
         Ok(Config {
             path: self.path.to_owned(),
@@ -652,7 +659,7 @@ impl Resolver<'_> {
             reload: rc.reload,
             verify_endpoint: rc.verify_endpoint,
             hook_timeout: rc.hook_timeout.map_or(Duration::from_secs(60), |d| d.0),
-            validation,
+            validation: std::sync::Arc::new(validation),
             on_failure: rc.on_failure.or_else(|| defaults.on_failure.clone()),
             on_renewed: rc.on_renewed.or_else(|| defaults.on_renewed.clone()),
         })
