@@ -18,9 +18,14 @@
 //! - [`install`]: Issued → Installed;
 //! - [`deploy`]: Installed → Idle, or RollingBack → Issued;
 //! - [`issuer`]: the seam between the steps and the CAs (CertCentral, ACME);
-//! - [`notify`]: `on_failure` and `on_renewed`.
+//! - [`notify`]: `on_failure` and `on_renewed`;
+//! - [`drive`]: the loop that runs them, journals each transition, records failures and
+//!   abandons an attempt the configuration no longer asks for;
+//! - [`view`]: the read-only view (facts on disk, policy, verdict) for the quick look, `status`,
+//!   `check`, metrics and the daemon's schedule.
 
 mod deploy;
+mod drive;
 mod install;
 mod issuer;
 pub mod journal;
@@ -30,22 +35,23 @@ mod start;
 pub mod step;
 mod submit;
 mod validate;
+mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{error, info, warn};
-
 pub use deploy::wait_shielded;
 pub use journal::{Journal, LastError, PubState, Publication, Published, Store};
 pub use step::{Attempt, OrderSnapshot, Request, Step, Target};
+pub use view::{
+    KeyCheck, Observation, assess, disk_state, observe, policy, unconfigured_work, waiting_for,
+};
 
 use crate::certcentral::{self, Client, ClientOptions, RetryPolicy};
 use crate::config::{self, Certificate};
-use crate::crypto::{self, CertFacts};
+use crate::crypto;
 use crate::install::Live;
-use crate::model::{CertName, fmt_time, unix_now};
-use crate::scheduler::{self, Assessment, CertState, Policy};
+use crate::model::{CertName, unix_now};
 use crate::{acme, validation};
 
 /// A renewal failure, in operator terms.
@@ -135,141 +141,6 @@ pub struct Engine {
     /// `[[dns_update]]` servers, by name.
     pub dns_updates: Arc<Vec<config::DnsUpdate>>,
     pub observer: Option<Observer>,
-}
-
-/// How hard to check that a key matches its certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyCheck {
-    /// Compare the public key written inside the key file (fast; for `status`).
-    Embedded,
-    /// Load the private key and derive its public key, once per key and process (the daemon
-    /// and `check`): a corrupted private half is noticed.
-    Derived,
-}
-
-/// The facts on disk for one certificate, as the scheduler needs them. Files are read bounded
-/// and without blocking on FIFOs ([`crate::safefs`]).
-pub fn disk_state(
-    cert: &Certificate,
-    journal: &Journal,
-    check: KeyCheck,
-) -> (CertState, Option<CertFacts>) {
-    let missing = |e: &dyn std::fmt::Display| {
-        let (path, e) = (cert.files.cert.display().to_string(), e.to_string());
-        // Refusals from safefs name the path already.
-        CertState::Missing(if e.starts_with(&path) {
-            e
-        } else {
-            format!("{path}: {e}")
-        })
-    };
-    let facts = match crate::safefs::read_to_string(&cert.files.cert, crate::safefs::PEM_LIMIT) {
-        Ok(text) => match CertFacts::from_pem(&text) {
-            Ok(f) => f,
-            Err(e) => return (missing(&e), None),
-        },
-        Err(e) => return (missing(&e), None),
-    };
-    let key_matches = crate::safefs::read_to_string(&cert.files.key, crate::safefs::PEM_LIMIT)
-        .is_ok_and(|k| match check {
-            KeyCheck::Embedded => crypto::key_matches(&k, &facts),
-            KeyCheck::Derived => crypto::key_matches_verified(&k, &facts),
-        });
-    let key_created = journal.key_created.or_else(|| {
-        std::fs::metadata(&cert.files.key)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_secs()).ok())
-    });
-    let state = CertState::Present {
-        not_before: facts.not_before,
-        not_after: facts.not_after,
-        names: facts.dns_names.clone(),
-        key_matches,
-        key_created,
-        last_renewed: journal.last_success,
-    };
-    (state, Some(facts))
-}
-
-/// The scheduler's policy for `cert`.
-pub fn policy<'a>(
-    cert: &'a Certificate,
-    daemon: &config::Daemon,
-    journal: &Journal,
-    expected: Option<&'a [String]>,
-) -> Policy<'a> {
-    Policy {
-        name: cert.name.as_str(),
-        renew_before: cert.renew_before,
-        jitter: daemon.jitter,
-        rotate_key_after: cert.rotate_key_after,
-        expected_names: expected,
-        check_interval: daemon.check_interval,
-        ari: journal.ari.as_ref().map(|a| scheduler::Ari {
-            serial: a.serial.clone(),
-            at: a.chosen,
-        }),
-    }
-}
-
-/// The scheduler's view of `cert` now.
-pub fn assess(
-    cert: &Certificate,
-    daemon: &config::Daemon,
-    journal: &Journal,
-    now: i64,
-    check: KeyCheck,
-) -> (Assessment, Option<CertFacts>) {
-    let (state, facts) = disk_state(cert, journal, check);
-    let expected = cert.expected_names();
-    let policy = policy(cert, daemon, journal, expected.as_deref());
-    let serial = facts.as_ref().map(|f| f.serial.as_str());
-    (scheduler::assess(&state, &policy, serial, now), facts)
-}
-
-/// What a reader (`status`, the metrics) sees of a certificate: its journal, or why it could
-/// not be read, and the scheduler's assessment.
-pub struct Observation {
-    pub journal: Journal,
-    /// The journal could not be read (`journal` is then the default, idle one).
-    pub journal_error: Option<String>,
-    pub assessment: Assessment,
-    /// The installed certificate, when it can be read.
-    pub facts: Option<CertFacts>,
-    /// A call being retried right now, if any (not for idle certificates).
-    pub retrying: Option<LastError>,
-}
-
-/// Reads `cert`'s journal and files without taking its lock, and assesses it.
-pub fn observe(
-    cert: &Certificate,
-    daemon: &config::Daemon,
-    now: i64,
-    keys: KeyCheck,
-) -> Observation {
-    let store = Store::new(&daemon.state_dir, cert.name.as_str());
-    let (journal, journal_error) = match store.load() {
-        Ok(j) => (j, None),
-        Err(e) => (Journal::default(), Some(e.to_string())),
-    };
-    let retrying = if matches!(journal.step, Step::Idle) {
-        None
-    } else {
-        store
-            .read(journal::RETRYING)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-    };
-    let (assessment, facts) = assess(cert, daemon, &journal, now, keys);
-    Observation {
-        journal,
-        journal_error,
-        assessment,
-        facts,
-        retrying,
-    }
 }
 
 /// Order statuses after which nothing can be renewed on the order (certcentral-api.md §3.1).
@@ -425,282 +296,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| Error::Other(format!("a blocking task failed: {e}")))
 }
 
-impl Ctx<'_> {
-    /// The drive loop: one step at a time until the renewal is done or must wait.
-    async fn drive(&mut self) -> Result<Outcome, Error> {
-        if let Some(why) = self.attempt_mismatch() {
-            self.abandon(&why).await?;
-        }
-        let mut cleaned = false;
-        loop {
-            let now = unix_now();
-            // Publications live only while validating: anything left is taken down first.
-            if !cleaned
-                && !self.j.published.is_empty()
-                && !matches!(self.j.step, Step::Validating { .. })
-            {
-                self.cleanup_publications().await?;
-                cleaned = true;
-            }
-            let step = self.j.step.clone();
-            if matches!(
-                step,
-                Step::KeyReady { .. } | Step::Submitting { .. } | Step::Issued { .. }
-            ) && let Some(backoff) = self.in_backoff(now)
-            {
-                return Ok(backoff);
-            }
-            let result = match step {
-                Step::Idle => match self.start(now).await {
-                    Ok(start::Started::Next(next)) => Ok(*next),
-                    Ok(start::Started::Done(outcome)) => return Ok(outcome),
-                    Err(f) => Err(f),
-                },
-                Step::KeyReady { attempt } => self.submit(attempt).await,
-                Step::Submitting { attempt, .. } => self.reconcile(attempt).await,
-                Step::Pending { next_poll, .. } if next_poll > now => {
-                    return Ok(self.waiting(next_poll).await);
-                }
-                Step::Pending {
-                    attempt,
-                    request,
-                    since,
-                    polls,
-                    ..
-                } => self.poll(attempt, request, since, polls).await,
-                Step::Validating { validation, .. } if validation.next_check > now => {
-                    return Ok(self.waiting(validation.next_check).await);
-                }
-                Step::Validating {
-                    attempt,
-                    request,
-                    validation,
-                } => self.validate(attempt, request, validation).await,
-                Step::Issued {
-                    attempt,
-                    serial,
-                    not_after,
-                    previous,
-                } => self.install(attempt, serial, not_after, previous).await,
-                Step::Installed {
-                    attempt,
-                    serial,
-                    not_after,
-                    generation,
-                    previous,
-                } => {
-                    match self
-                        .deploy(attempt, serial.clone(), not_after, generation, previous)
-                        .await
-                    {
-                        Ok(None) => return Ok(Outcome::Renewed { serial, not_after }),
-                        Ok(Some(rollback)) => Ok(rollback),
-                        Err(f) => Err(f),
-                    }
-                }
-                Step::RollingBack {
-                    attempt,
-                    serial,
-                    not_after,
-                    generation,
-                    previous,
-                    error,
-                } => Err(self
-                    .roll_back(attempt, serial, not_after, generation, previous, error)
-                    .await),
-            };
-            match result {
-                Ok(next) => {
-                    // Progress: a failure before it is over.
-                    if matches!(
-                        next,
-                        Step::Pending { .. }
-                            | Step::Validating { .. }
-                            | Step::Issued { .. }
-                            | Step::Installed { .. }
-                    ) && self.j.last_error.is_some()
-                    {
-                        self.j.last_error = None;
-                        self.j.retry_at = None;
-                        self.j.failures = 0;
-                    }
-                    self.transition(next)?;
-                    // A step that waits for the CA returns at once when its time is ahead.
-                    if let Some(until) = self.waits_until()
-                        && until > unix_now()
-                    {
-                        return Ok(self.waiting(until).await);
-                    }
-                }
-                Err(failure) => return self.fail(failure).await,
-            }
-        }
-    }
-
-    /// When a waiting step looks again.
-    fn waits_until(&self) -> Option<i64> {
-        match &self.j.step {
-            Step::Pending { next_poll, .. } => Some(*next_poll),
-            Step::Validating { validation, .. } => Some(validation.next_check),
-            _ => None,
-        }
-    }
-
-    async fn waiting(&mut self, until: i64) -> Outcome {
-        self.notify_if_pending_long().await;
-        Outcome::Waiting {
-            until,
-            why: waiting_for(&self.j.step),
-        }
-    }
-
-    /// While a failure's backoff runs, the outcome to report. A changed configuration skips
-    /// the backoff: the operator fixed something.
-    fn in_backoff(&self, now: i64) -> Option<Outcome> {
-        let j = &self.j;
-        let same_config =
-            || j.config_fingerprint.as_deref() == Some(fingerprint(self.cert).as_str());
-        match (j.retry_at, &j.last_error) {
-            (Some(at), Some(e)) if at > now && !self.opts.ignore_backoff && same_config() => {
-                Some(Outcome::Failed {
-                    message: e.message.clone(),
-                    retry_at: at,
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// Saves the journal with `next` as its step (before anything else happens).
-    fn transition(&mut self, next: Step) -> Result<(), Error> {
-        let changed = self.j.step.name() != next.name();
-        if let Some(end) = next
-            .attempt()
-            .and_then(|a| a.target.order())
-            .and_then(|o| o.order_valid_till.clone())
-        {
-            self.j.order_valid_till = Some(end);
-        }
-        self.j.step = next;
-        self.j.updated = unix_now();
-        self.store.save(self.j)?;
-        self.store.remove(journal::RETRYING);
-        if changed {
-            info!(cert = %self.cert.name, order_id = self.cert.order_id(), step = %self.j.step, "moved to step");
-            if let Some(observe) = &self.engine.observer {
-                observe(&self.cert.name, &self.j.step);
-            }
-        }
-        Ok(())
-    }
-
-    /// Records a failure: the error, the backoff (or a block until the config changes), the step
-    /// to go back to; takes down publications that are no longer needed; tells `on_failure`.
-    async fn fail(&mut self, f: Failure) -> Result<Outcome, Error> {
-        let now = unix_now();
-        let message = f.error.to_string();
-        let j = &mut *self.j;
-        j.failures = j.failures.saturating_add(1);
-        j.failures_total = j.failures_total.saturating_add(1);
-        let delay = self
-            .engine
-            .failure_backoff()
-            .delay_now(j.failures - 1, f.error.retry_after());
-        let mut retry_at = now.saturating_add(secs(delay).max(1));
-        if f.error.needs_config_change() {
-            j.blocked = Some(message.clone());
-            retry_at = i64::MAX;
-        }
-        j.config_fingerprint = Some(fingerprint(self.cert));
-        j.last_error = Some(LastError {
-            at: now,
-            step: j.step.name().to_owned(),
-            message: message.clone(),
-        });
-        j.retry_at = Some(retry_at);
-        if matches!(*f.back_to, Step::Idle) {
-            for file in [journal::KEY, journal::CSR, journal::BUNDLE] {
-                self.store.remove(file);
-            }
-        }
-        self.transition(*f.back_to)?;
-        if retry_at == i64::MAX {
-            error!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %message, "renewal impossible until the configuration changes");
-        } else {
-            error!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %message, retry_at = %fmt_time(retry_at), "renewal step failed; will retry");
-        }
-        if !self.j.published.is_empty() && !matches!(self.j.step, Step::Validating { .. }) {
-            self.cleanup_publications().await?;
-        }
-        self.notify_failure().await;
-        Ok(Outcome::Failed { message, retry_at })
-    }
-
-    /// Why the attempt in progress no longer matches the certificate's configuration (another
-    /// order, method, issuer or names), if it does not.
-    fn attempt_mismatch(&self) -> Option<String> {
-        let attempt = self.j.step.attempt()?;
-        let cert = self.cert;
-        let issuer_matches = match (&attempt.target, &cert.issuer) {
-            (Target::CertCentral(o), config::Issuer::CertCentral { order_id, method }) => {
-                o.order_id == *order_id && o.method == *method
-            }
-            (Target::Acme(a), config::Issuer::Acme { acme, .. }) => {
-                a.acme == *acme
-                    && a.directory
-                        == issuer::acme::directory_for(self.engine, cert).unwrap_or_default()
-            }
-            _ => false,
-        };
-        if !issuer_matches {
-            return Some(format!(
-                "the configuration now names {} instead of the {} this renewal was started for",
-                describe_issuer(cert),
-                describe_target(&attempt.target)
-            ));
-        }
-        if let Some(expected) = cert.expected_names() {
-            let mut want = expected.clone();
-            let mut have = attempt.names.clone();
-            want.sort();
-            have.sort();
-            if want != have {
-                return Some(format!(
-                    "the configured names ({}) differ from this renewal's ({})",
-                    expected.join(", "),
-                    attempt.names.join(", ")
-                ));
-            }
-        }
-        None
-    }
-
-    /// Gives up the attempt in progress (canceling the CA's request where possible), takes down
-    /// its publications, and goes back to idle so that a new attempt can start.
-    async fn abandon(&mut self, why: &str) -> Result<(), Error> {
-        let step = self.j.step.clone();
-        warn!(cert = %self.cert.name, order_id = self.cert.order_id(), step = %step, reason = %why, "abandoning the renewal in progress");
-        if let (Some(attempt), Some(request)) = (step.attempt(), step.request())
-            && let Err(e) = issuer::abandon(self, attempt, request).await
-        {
-            warn!(cert = %self.cert.name, error = %e, "cannot cancel the abandoned request at the CA; it is left to expire");
-        }
-        for file in [journal::KEY, journal::CSR, journal::BUNDLE] {
-            self.store.remove(file);
-        }
-        // A block or backoff was about the old attempt, not about this configuration.
-        self.j.blocked = None;
-        self.j.retry_at = None;
-        self.j.last_error = None;
-        self.j.failures = 0;
-        self.transition(Step::Idle)?;
-        if !self.j.published.is_empty() {
-            self.cleanup_publications().await?;
-        }
-        Ok(())
-    }
-}
-
 /// `order 112233 (reissue)` or `ACME CA "le"`, for messages.
 fn describe_issuer(cert: &Certificate) -> String {
     match &cert.issuer {
@@ -713,80 +308,6 @@ fn describe_target(target: &Target) -> String {
     match target {
         Target::CertCentral(o) => format!("order {} ({})", o.order_id, o.method),
         Target::Acme(a) => format!("ACME CA {:?} ({})", a.acme, a.directory),
-    }
-}
-
-/// Certificates no longer in the configuration whose state still holds work: a renewal under
-/// way (a new key, a request at the CA) or records published for validation. A renamed
-/// certificate leaves its state under the old name; each line says what is there and how to
-/// carry it over (for `check` and the daemon's start and reloads).
-pub fn unconfigured_work(config: &config::Config) -> Vec<String> {
-    let state = &config.daemon.state_dir;
-    let Ok(entries) = std::fs::read_dir(state.join("certs")) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if config.certificate(&name).is_some() || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let Ok(j) = Store::new(state, &name).load() else {
-            continue;
-        };
-        if matches!(j.step, Step::Idle) && j.published.is_empty() {
-            continue;
-        }
-        let mut what = format!("step {}", j.step.name());
-        if let Some(a) = j.step.attempt() {
-            what.push_str(&format!(" at {}", describe_target(&a.target)));
-        }
-        if let Some(r) = j.step.request().and_then(Request::request_id) {
-            what.push_str(&format!(", request {r}"));
-        }
-        if !j.published.is_empty() {
-            let published: Vec<String> = j.published.iter().map(|p| p.what.describe()).collect();
-            what.push_str(&format!(
-                ", published for validation: {}",
-                published.join(", ")
-            ));
-        }
-        out.push(format!(
-            "certificate {name:?} is no longer configured but its state holds a renewal ({what}); if it was renamed, stop certkeeper and rename {} and {} to the new name so the renewal continues under it",
-            state.join("certs").join(&name).display(),
-            state.join("live").join(&name).display(),
-        ));
-    }
-    out.sort();
-    out
-}
-
-/// What a waiting step waits for, for logs and `status`.
-pub fn waiting_for(step: &Step) -> String {
-    match step {
-        Step::Pending { request, .. } => match request {
-            Request::CertCentral {
-                certificate_id: Some(c),
-                ..
-            } => format!("CertCentral to issue certificate {c}"),
-            Request::CertCentral {
-                request_id: Some(r),
-                ..
-            } => format!("CertCentral to approve and issue request {r}"),
-            Request::CertCentral { .. } => "CertCentral to issue the certificate".into(),
-            Request::Acme { order_url } => format!("the ACME CA to issue order {order_url}"),
-        },
-        Step::Validating { validation, .. } => {
-            let mut s = String::from("validation");
-            if !validation.unvalidated.is_empty() {
-                s.push_str(&format!(" of {}", validation.unvalidated.join(", ")));
-            }
-            if let Some(answer) = &validation.last_answer {
-                s.push_str(&format!(" ({answer})"));
-            }
-            s
-        }
-        other => format!("step {other}"),
     }
 }
 

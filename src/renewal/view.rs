@@ -1,0 +1,217 @@
+//! The read-only view of a certificate's renewal: the facts on disk, the policy that applies,
+//! the scheduler's verdict, and what a waiting step waits for. Shared by the engine's quick look,
+//! `status`, `check`, metrics and the daemon's schedule; it never writes and never asks a CA.
+
+use super::{Journal, LastError, Request, Step, Store, describe_target, journal};
+use crate::config::{self, Certificate};
+use crate::crypto::{self, CertFacts};
+use crate::scheduler::{self, Assessment, CertState, Policy};
+
+/// How hard to check that a key matches its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// Compare the public key written inside the key file (fast; for `status`).
+    Embedded,
+    /// Load the private key and derive its public key, once per key and process (the daemon
+    /// and `check`): a corrupted private half is noticed.
+    Derived,
+}
+
+/// The facts on disk for one certificate, as the scheduler needs them. Files are read bounded
+/// and without blocking on FIFOs ([`crate::safefs`]).
+pub fn disk_state(
+    cert: &Certificate,
+    journal: &Journal,
+    check: KeyCheck,
+) -> (CertState, Option<CertFacts>) {
+    let missing = |e: &dyn std::fmt::Display| {
+        let (path, e) = (cert.files.cert.display().to_string(), e.to_string());
+        // Refusals from safefs name the path already.
+        CertState::Missing(if e.starts_with(&path) {
+            e
+        } else {
+            format!("{path}: {e}")
+        })
+    };
+    let facts = match crate::safefs::read_to_string(&cert.files.cert, crate::safefs::PEM_LIMIT) {
+        Ok(text) => match CertFacts::from_pem(&text) {
+            Ok(f) => f,
+            Err(e) => return (missing(&e), None),
+        },
+        Err(e) => return (missing(&e), None),
+    };
+    let key_matches = crate::safefs::read_to_string(&cert.files.key, crate::safefs::PEM_LIMIT)
+        .is_ok_and(|k| match check {
+            KeyCheck::Embedded => crypto::key_matches(&k, &facts),
+            KeyCheck::Derived => crypto::key_matches_verified(&k, &facts),
+        });
+    let key_created = journal.key_created.or_else(|| {
+        std::fs::metadata(&cert.files.key)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+    });
+    let state = CertState::Present {
+        not_before: facts.not_before,
+        not_after: facts.not_after,
+        names: facts.dns_names.clone(),
+        key_matches,
+        key_created,
+        last_renewed: journal.last_success,
+    };
+    (state, Some(facts))
+}
+
+/// The scheduler's policy for `cert`.
+pub fn policy<'a>(
+    cert: &'a Certificate,
+    daemon: &config::Daemon,
+    journal: &Journal,
+    expected: Option<&'a [String]>,
+) -> Policy<'a> {
+    Policy {
+        name: cert.name.as_str(),
+        renew_before: cert.renew_before,
+        jitter: daemon.jitter,
+        rotate_key_after: cert.rotate_key_after,
+        expected_names: expected,
+        check_interval: daemon.check_interval,
+        ari: journal.ari.as_ref().map(|a| scheduler::Ari {
+            serial: a.serial.clone(),
+            at: a.chosen,
+        }),
+    }
+}
+
+/// The scheduler's view of `cert` now.
+pub fn assess(
+    cert: &Certificate,
+    daemon: &config::Daemon,
+    journal: &Journal,
+    now: i64,
+    check: KeyCheck,
+) -> (Assessment, Option<CertFacts>) {
+    let (state, facts) = disk_state(cert, journal, check);
+    let expected = cert.expected_names();
+    let policy = policy(cert, daemon, journal, expected.as_deref());
+    let serial = facts.as_ref().map(|f| f.serial.as_str());
+    (scheduler::assess(&state, &policy, serial, now), facts)
+}
+
+/// What a reader (`status`, the metrics) sees of a certificate: its journal, or why it could
+/// not be read, and the scheduler's assessment.
+pub struct Observation {
+    pub journal: Journal,
+    /// The journal could not be read (`journal` is then the default, idle one).
+    pub journal_error: Option<String>,
+    pub assessment: Assessment,
+    /// The installed certificate, when it can be read.
+    pub facts: Option<CertFacts>,
+    /// A call being retried right now, if any (not for idle certificates).
+    pub retrying: Option<LastError>,
+}
+
+/// Reads `cert`'s journal and files without taking its lock, and assesses it.
+pub fn observe(
+    cert: &Certificate,
+    daemon: &config::Daemon,
+    now: i64,
+    keys: KeyCheck,
+) -> Observation {
+    let store = Store::new(&daemon.state_dir, cert.name.as_str());
+    let (journal, journal_error) = match store.load() {
+        Ok(j) => (j, None),
+        Err(e) => (Journal::default(), Some(e.to_string())),
+    };
+    let retrying = if matches!(journal.step, Step::Idle) {
+        None
+    } else {
+        store
+            .read(journal::RETRYING)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+    };
+    let (assessment, facts) = assess(cert, daemon, &journal, now, keys);
+    Observation {
+        journal,
+        journal_error,
+        assessment,
+        facts,
+        retrying,
+    }
+}
+
+/// Certificates no longer in the configuration whose state still holds work: a renewal under
+/// way (a new key, a request at the CA) or records published for validation. A renamed
+/// certificate leaves its state under the old name; each line says what is there and how to
+/// carry it over (for `check` and the daemon's start and reloads).
+pub fn unconfigured_work(config: &config::Config) -> Vec<String> {
+    let state = &config.daemon.state_dir;
+    let Ok(entries) = std::fs::read_dir(state.join("certs")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if config.certificate(&name).is_some() || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(j) = Store::new(state, &name).load() else {
+            continue;
+        };
+        if matches!(j.step, Step::Idle) && j.published.is_empty() {
+            continue;
+        }
+        let mut what = format!("step {}", j.step.name());
+        if let Some(a) = j.step.attempt() {
+            what.push_str(&format!(" at {}", describe_target(&a.target)));
+        }
+        if let Some(r) = j.step.request().and_then(Request::request_id) {
+            what.push_str(&format!(", request {r}"));
+        }
+        if !j.published.is_empty() {
+            let published: Vec<String> = j.published.iter().map(|p| p.what.describe()).collect();
+            what.push_str(&format!(
+                ", published for validation: {}",
+                published.join(", ")
+            ));
+        }
+        out.push(format!(
+            "certificate {name:?} is no longer configured but its state holds a renewal ({what}); if it was renamed, stop certkeeper and rename {} and {} to the new name so the renewal continues under it",
+            state.join("certs").join(&name).display(),
+            state.join("live").join(&name).display(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// What a waiting step waits for, for logs and `status`.
+pub fn waiting_for(step: &Step) -> String {
+    match step {
+        Step::Pending { request, .. } => match request {
+            Request::CertCentral {
+                certificate_id: Some(c),
+                ..
+            } => format!("CertCentral to issue certificate {c}"),
+            Request::CertCentral {
+                request_id: Some(r),
+                ..
+            } => format!("CertCentral to approve and issue request {r}"),
+            Request::CertCentral { .. } => "CertCentral to issue the certificate".into(),
+            Request::Acme { order_url } => format!("the ACME CA to issue order {order_url}"),
+        },
+        Step::Validating { validation, .. } => {
+            let mut s = String::from("validation");
+            if !validation.unvalidated.is_empty() {
+                s.push_str(&format!(" of {}", validation.unvalidated.join(", ")));
+            }
+            if let Some(answer) = &validation.last_answer {
+                s.push_str(&format!(" ({answer})"));
+            }
+            s
+        }
+        other => format!("step {other}"),
+    }
+}
