@@ -186,26 +186,16 @@ impl Registry {
                 .connect_timeout(Duration::from_secs(10))
                 .redirect(reqwest::redirect::Policy::none());
             if let Some(ca) = &a.ca_file {
-                let pem = crate::safefs::read(ca, crate::safefs::CONFIG_LIMIT).map_err(|e| {
+                let bad = |why: String| {
                     config::ConfigError::new(
                         &config.path,
-                        format!(
-                            "[[acme]] {:?}: cannot read ca_file {}: {e}",
-                            a.name.as_str(),
-                            ca.display()
-                        ),
+                        format!("[[acme]] {:?}: {why}", a.name.as_str()),
                     )
-                })?;
-                let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    config::ConfigError::new(
-                        &config.path,
-                        format!(
-                            "[[acme]] {:?}: ca_file {}: {e}",
-                            a.name.as_str(),
-                            ca.display()
-                        ),
-                    )
-                })?;
+                };
+                let pem = crate::safefs::read(ca, crate::safefs::CONFIG_LIMIT)
+                    .map_err(|e| bad(format!("cannot read ca_file {}: {e}", ca.display())))?;
+                let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| bad(format!("ca_file {}: {e}", ca.display())))?;
                 for root in roots {
                     builder = builder.add_root_certificate(root);
                 }

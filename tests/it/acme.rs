@@ -4,7 +4,6 @@
 //! failing challenge, crashes at every moment, and CertCentral and ACME certificates in one
 //! configuration.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,18 +78,7 @@ impl Acme {
     }
 
     async fn renew(&self, name: &str, force: bool) -> Outcome {
-        let config = self.env.config();
-        certkeeper::cli::renew_one(
-            &self.env.engine(),
-            config.certificate(name).expect("configured"),
-            DriveOptions {
-                force,
-                ignore_backoff: true,
-            },
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("drive")
+        self.env.renew(name, force, Duration::from_secs(60)).await
     }
 
     /// openssl: the installed chain verifies to Pebble's root, and the key matches.
@@ -415,29 +403,20 @@ async fn sigkill_at_any_moment_of_an_acme_renewal() {
             a.cert("shop", &["example.test", "www.example.test"], &a.http01())
         ),
     );
-    let cfg = a.env.path("certkeeper.toml");
-    let run = |args: &'static [&'static str]| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-            .args(["-c", path_str(&cfg)])
-            .args(args)
-            .env("CERTKEEPER_LOG", "warn")
-            .env_remove("CERTKEEPER_API_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn")
-    };
-    assert!(run(&["renew"]).wait().await.expect("first").success());
+    assert!(
+        a.env
+            .spawn(&["renew"])
+            .wait()
+            .await
+            .expect("first")
+            .success()
+    );
     let mut serials = vec![serial_of(&a.env.path("certs/shop/cert.pem"))];
     for i in 0..10u64 {
-        let mut victim = run(&["renew", "--force"]);
-        tokio::time::sleep(Duration::from_millis(40 + i * 70)).await;
-        let _ = victim.start_kill();
-        let _ = victim.wait().await;
-        let resumed = run(&["renew"]).wait().await.expect("resume");
         assert!(
-            resumed.success(),
+            a.env
+                .killed_then_resumed(Duration::from_millis(40 + i * 70))
+                .await,
             "iteration {i}: the resumed renewal failed"
         );
         let journal: serde_json::Value =

@@ -158,14 +158,60 @@ impl TestEnv {
     /// Runs the certkeeper binary on this environment's config, without an API key from the
     /// test process's environment.
     pub async fn certkeeper(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        self.command(args).output().await.expect("certkeeper runs")
+    }
+
+    /// Starts the certkeeper binary as [`Self::certkeeper`] does, quiet (warnings only, output
+    /// discarded), killed when dropped: for tests that kill it on purpose.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        self.command(args)
+            .env("CERTKEEPER_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("certkeeper starts")
+    }
+
+    /// `certkeeper renew NAME` in process (a person asked: no backoff), waiting up to `wait`
+    /// for a pending request.
+    pub async fn renew(&self, name: &str, force: bool, wait: std::time::Duration) -> Outcome {
+        let config = self.config();
+        certkeeper::cli::renew_one(
+            &self.engine(),
+            config.certificate(name).expect("configured"),
+            DriveOptions {
+                force,
+                ignore_backoff: true,
+            },
+            wait,
+        )
+        .await
+        .expect("drive")
+    }
+
+    /// `renew --force` killed after `after`, then `renew` again: whether the resumed run
+    /// succeeded.
+    pub async fn killed_then_resumed(&self, after: std::time::Duration) -> bool {
+        let mut victim = self.spawn(&["renew", "--force"]);
+        tokio::time::sleep(after).await;
+        let _ = victim.start_kill();
+        let _ = victim.wait().await;
+        self.spawn(&["renew"])
+            .wait()
+            .await
+            .expect("resume")
+            .success()
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"));
+        command
             .args(["-c", path_str(&self.path("certkeeper.toml"))])
             .args(args)
             .env_remove("CERTKEEPER_API_KEY")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .output()
-            .await
-            .expect("certkeeper runs")
+            .env_remove("CREDENTIALS_DIRECTORY");
+        command
     }
 
     /// Asserts that `name` is blocked until its config changes: another drive fails at once,

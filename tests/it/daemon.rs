@@ -257,19 +257,7 @@ async fn sigkill_at_any_moment_loses_nothing() {
     .await;
     env.write_config("", &env.cert("www", ""));
 
-    let cfg = env.path("certkeeper.toml");
-    let run = |args: &'static [&'static str]| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-            .args(["-c", path_str(&cfg)])
-            .args(args)
-            .env("CERTKEEPER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn")
-    };
-    assert!(run(&["renew"]).wait().await.expect("first").success());
+    assert!(env.spawn(&["renew"]).wait().await.expect("first").success());
 
     // The reader: key and certificate must always match and always parse.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -285,13 +273,8 @@ async fn sigkill_at_any_moment_loses_nothing() {
     let mut serials = vec![serial_of(&env.path("certs/www/cert.pem"))];
     for i in 0..16u64 {
         let posts_before = env.sandbox.count("POST", "/reissue");
-        let mut victim = run(&["renew", "--force"]);
-        tokio::time::sleep(Duration::from_millis(i * 45)).await;
-        let _ = victim.start_kill();
-        let _ = victim.wait().await;
-        let resumed = run(&["renew"]).wait().await.expect("resume");
         assert!(
-            resumed.success(),
+            env.killed_then_resumed(Duration::from_millis(i * 45)).await,
             "iteration {i}: the resumed renewal failed"
         );
         let posts = env.sandbox.count("POST", "/reissue") - posts_before;

@@ -36,18 +36,7 @@ fn dns_reach(bind: &Bind) -> Reach {
 }
 
 async fn renew(env: &TestEnv, name: &str, force: bool) -> Outcome {
-    let config = env.config();
-    certkeeper::cli::renew_one(
-        &env.engine(),
-        config.certificate(name).expect("configured"),
-        DriveOptions {
-            force,
-            ignore_backoff: true,
-        },
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("drive")
+    env.renew(name, force, Duration::from_secs(60)).await
 }
 
 async fn drive(env: &TestEnv, name: &str) -> Outcome {
@@ -68,6 +57,24 @@ fn dns_update(bind: &Bind) -> String {
         bind.addr(),
         bind.key_file.display()
     )
+}
+
+/// Configures certificate `www` for `method` through RFC 2136 into `bind`, checked at `bind`.
+fn write_rfc2136_config(env: &TestEnv, bind: &Bind, method: &str) {
+    env.write_config(
+        "",
+        &format!(
+            "{}\n{}",
+            dns_update(bind),
+            env.cert(
+                "www",
+                &format!(
+                    "dcv_method = \"{method}\"\ndns_update = \"primary\"\ndns_resolver = \"{}\"",
+                    bind.addr()
+                )
+            )
+        ),
+    );
 }
 
 fn journal(env: &TestEnv, name: &str) -> serde_json::Value {
@@ -134,20 +141,7 @@ async fn dns_txt_by_rfc2136_for_a_wildcard_and_its_base() {
     let servers = tempfile::tempdir().expect("tempdir");
     let bind = Bind::start(servers.path().join("bind"));
     let env = env_with("example.test,*.example.test", dns_reach(&bind), |_| {}).await;
-    env.write_config(
-        "",
-        &format!(
-            "{}\n{}",
-            dns_update(&bind),
-            env.cert(
-                "www",
-                &format!(
-                    "dcv_method = \"dns-txt-token\"\ndns_update = \"primary\"\ndns_resolver = \"{}\"",
-                    bind.addr()
-                )
-            )
-        ),
-    );
+    write_rfc2136_config(&env, &bind, "dns-txt-token");
     let outcome = renew(&env, "www", false).await;
     assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
     env.assert_installed_set_valid("www");
@@ -249,20 +243,7 @@ async fn dns_cname_token() {
     let servers = tempfile::tempdir().expect("tempdir");
     let bind = Bind::start(servers.path().join("bind"));
     let env = env_with("example.test", dns_reach(&bind), |_| {}).await;
-    env.write_config(
-        "",
-        &format!(
-            "{}\n{}",
-            dns_update(&bind),
-            env.cert(
-                "www",
-                &format!(
-                    "dcv_method = \"dns-cname-token\"\ndns_update = \"primary\"\ndns_resolver = \"{}\"",
-                    bind.addr()
-                )
-            )
-        ),
-    );
+    write_rfc2136_config(&env, &bind, "dns-cname-token");
     let outcome = renew(&env, "www", false).await;
     assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
     let value = env
@@ -515,20 +496,7 @@ async fn an_abandoned_attempt_cleans_up() {
         c.orders.push("1002:example.test".parse().expect("order"));
     })
     .await;
-    env.write_config(
-        "",
-        &format!(
-            "{}\n{}",
-            dns_update(&bind),
-            env.cert(
-                "www",
-                &format!(
-                    "dcv_method = \"dns-txt-token\"\ndns_update = \"primary\"\ndns_resolver = \"{}\"",
-                    bind.addr()
-                )
-            )
-        ),
-    );
+    write_rfc2136_config(&env, &bind, "dns-txt-token");
     let first = drive(&env, "www").await;
     assert!(matches!(first, Outcome::Waiting { .. }), "{first:?}");
     let published = bind.dig("example.test", "TXT");
@@ -623,7 +591,6 @@ async fn check_validates_what_validation_needs() {
 /// is removed, and `dns_cleanup` never runs for a record that was never published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_validation_loses_and_leaves_nothing() {
-    use std::process::Stdio;
     let servers = tempfile::tempdir().expect("tempdir");
     let bind = Bind::start(servers.path().join("bind"));
     let log = servers.path().join("hooks.log");
@@ -653,30 +620,13 @@ async fn sigkill_during_validation_loses_and_leaves_nothing() {
             ),
         ),
     );
-    let cfg = env.path("certkeeper.toml");
-    let run = |args: &'static [&'static str]| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
-            .args(["-c", path_str(&cfg)])
-            .args(args)
-            .env("CERTKEEPER_LOG", "warn")
-            .env_remove("CERTKEEPER_API_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn")
-    };
-    assert!(run(&["renew"]).wait().await.expect("first").success());
+    assert!(env.spawn(&["renew"]).wait().await.expect("first").success());
     let mut serials = vec![crate::common::serial_of(&env.path("certs/www/cert.pem"))];
     for i in 0..12u64 {
         let posts_before = env.sandbox.count("POST", "/reissue");
-        let mut victim = run(&["renew", "--force"]);
-        tokio::time::sleep(Duration::from_millis(60 + i * 90)).await;
-        let _ = victim.start_kill();
-        let _ = victim.wait().await;
-        let resumed = run(&["renew"]).wait().await.expect("resume");
         assert!(
-            resumed.success(),
+            env.killed_then_resumed(Duration::from_millis(60 + i * 90))
+                .await,
             "iteration {i}: the resumed renewal failed"
         );
         let j = journal(&env, "www");

@@ -9,19 +9,7 @@ use certkeeper::sandbox::{Fault, FaultKind, SandboxConfig};
 use crate::common::{TestEnv, openssl, path_str, serial_of};
 
 async fn renew(env: &TestEnv, name: &str, force: bool) -> Outcome {
-    let config = env.config();
-    let cert = config.certificate(name).expect("configured");
-    certkeeper::cli::renew_one(
-        &env.engine(),
-        cert,
-        DriveOptions {
-            force,
-            ignore_backoff: true,
-        },
-        Duration::from_secs(30),
-    )
-    .await
-    .expect("drive")
+    env.renew(name, force, Duration::from_secs(30)).await
 }
 
 /// With no files on disk, the certificate is issued for a key generated here, installed, and

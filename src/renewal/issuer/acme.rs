@@ -210,6 +210,28 @@ pub(super) async fn submit(
     }
 }
 
+/// The attempt's order as the CA has it now, the issuer that keeps its handle, and its URL.
+async fn open_order<'e, 'r>(
+    ctx: &Ctx<'e>,
+    a: &AcmeTarget,
+    request: &'r Request,
+    here: &Step,
+) -> Result<(&'e acme::Issuer, acme::Order, &'r str), Failure> {
+    let Request::Acme { order_url } = request else {
+        return Err(Failure::new(
+            Error::Other("an ACME attempt with a CertCentral request".into()),
+            Step::Idle,
+        ));
+    };
+    let account = account_for(ctx, a, here).await?;
+    let orders = issuer(ctx.engine, &a.acme)?;
+    let order = orders
+        .order(&account, order_url)
+        .await
+        .map_err(|e| retry_or_restart(acme::error(&a.directory, e), here))?;
+    Ok((orders, order, order_url))
+}
+
 /// Pending: the order's state; finalize with our CSR once it is ready; download once valid.
 pub(super) async fn poll(
     ctx: &mut Ctx<'_>,
@@ -218,16 +240,8 @@ pub(super) async fn poll(
     request: &Request,
     here: &Step,
 ) -> Result<Polled, Failure> {
-    let Request::Acme { order_url } = request else {
-        return Err(Failure::new(
-            Error::Other("an ACME attempt with a CertCentral request".into()),
-            Step::Idle,
-        ));
-    };
-    let account = account_for(ctx, a, here).await?;
     let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
-    let orders = issuer(ctx.engine, &a.acme)?;
-    let mut order = orders.order(&account, order_url).await.map_err(fail)?;
+    let (orders, mut order, order_url) = open_order(ctx, a, request, here).await?;
     let mut status = order.state().status;
     if status == OrderStatus::Ready {
         let csr = ctx
@@ -310,16 +324,8 @@ pub(super) async fn round(
     request: &Request,
     here: &Step,
 ) -> Result<Round, Failure> {
-    let Request::Acme { order_url } = request else {
-        return Err(Failure::new(
-            Error::Other("an ACME attempt with a CertCentral request".into()),
-            Step::Idle,
-        ));
-    };
-    let account = account_for(ctx, a, here).await?;
     let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
-    let orders = issuer(ctx.engine, &a.acme)?;
-    let mut order = orders.order(&account, order_url).await.map_err(fail)?;
+    let (orders, mut order, _) = open_order(ctx, a, request, here).await?;
     if order.state().status != OrderStatus::Pending {
         orders.keep(order);
         return Ok(Round {
@@ -389,16 +395,8 @@ pub(super) async fn check(
     asked: bool,
     here: &Step,
 ) -> Result<Checked, Failure> {
-    let Request::Acme { order_url } = request else {
-        return Err(Failure::new(
-            Error::Other("an ACME attempt with a CertCentral request".into()),
-            Step::Idle,
-        ));
-    };
-    let account = account_for(ctx, a, here).await?;
     let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
-    let orders = issuer(ctx.engine, &a.acme)?;
-    let mut order = orders.order(&account, order_url).await.map_err(fail)?;
+    let (orders, mut order, order_url) = open_order(ctx, a, request, here).await?;
     let kind = challenge_type(ctx.cert);
     let mut unvalidated = Vec::new();
     let mut refused: Vec<String> = Vec::new();
