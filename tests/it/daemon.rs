@@ -145,7 +145,11 @@ async fn signals_readiness_and_file_watch() {
     .await;
     d.assert_logged("concurrency must be at least 1").await;
     assert!(d.child.try_wait().expect("wait").is_none(), "still running");
-    assert!(d.notes().contains("RELOADING=1"), "{}", d.notes());
+    // Notifications go out from their own thread, so they may trail the log line.
+    eventually("RELOADING=1", Duration::from_secs(5), || {
+        d.notes().contains("RELOADING=1")
+    })
+    .await;
 
     // SIGHUP with a good file adding a certificate.
     env.write_config(
@@ -241,7 +245,10 @@ async fn signals_readiness_and_file_watch() {
         .expect("status");
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(d.notes().contains("STOPPING=1"), "{}", d.notes());
+    eventually("STOPPING=1", Duration::from_secs(5), || {
+        d.notes().contains("STOPPING=1")
+    })
+    .await;
 }
 
 /// Crash safety: `renew --force` is killed with SIGKILL at many moments of a renewal (the
