@@ -13,8 +13,9 @@
 //! functions. BENCHMARKS.md ("Idle memory") has the measurements.
 //!
 //! The flags are only given to release builds, and only where rust-lld is the linker by default
-//! (x86_64 Linux with glibc, Rust 1.90 and later) and no other linker was chosen, through
-//! RUSTFLAGS or `target.<triple>.linker`.
+//! (x86_64 Linux with glibc, Rust 1.90 and later) and may be assumed to be the one used: no
+//! `target.<triple>.linker` is configured and no RUSTFLAGS mention linking at all (`-C linker=`,
+//! `-C link-arg=`, `-C linker-features=`, …).
 
 use std::env;
 use std::path::Path;

@@ -21,9 +21,9 @@ import sys
 MAP_LINE = re.compile(r"^\s*([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+(\d+)( +)(\S.*)$")
 
 
-def text_sections(map_path, every_symbol=False):
-    """(start, end, first symbol) of every input section of .text that has a symbol, by address;
-    with every_symbol, the names of all the symbols in .text instead."""
+def read_map(map_path):
+    """The map's .text: (start, end, first symbol) of every input section that has a symbol, by
+    address, and the set of every symbol's name."""
     sections = []
     names = set()
     current = None
@@ -46,9 +46,8 @@ def text_sections(map_path, every_symbol=False):
             elif in_text and depth == 17 and current is not None:
                 names.add(name)
                 current[2] = current[2] or name
-    if every_symbol:
-        return names
-    return sorted((s for s in sections if s[2] and s[1] > s[0]), key=lambda s: s[0])
+    sections = sorted((s for s in sections if s[2] and s[1] > s[0]), key=lambda s: s[0])
+    return sections, names
 
 
 POSITION = re.compile(r"^(0x[0-9a-fA-F]+|[+-][0-9]+|\*)")
@@ -87,8 +86,16 @@ def executed_addresses(profile_path, binary):
     return seen
 
 
+RUSTC_LINE = "made with "
+
+
+def rustc_version():
+    return subprocess.run(["rustc", "-V"], check=True, stdout=subprocess.PIPE,
+                          text=True).stdout.strip()
+
+
 def order(map_path, profile_path, binary):
-    sections = text_sections(map_path)
+    sections, _ = read_map(map_path)
     starts = [s[0] for s in sections]
     chosen = {}
     for address in executed_addresses(profile_path, binary):
@@ -104,18 +111,10 @@ def order(map_path, profile_path, binary):
         print(chosen[start])
 
 
-RUSTC_LINE = "made with "
-
-
-def rustc_version():
-    return subprocess.run(["rustc", "-V"], check=True, stdout=subprocess.PIPE,
-                          text=True).stdout.strip()
-
-
 def check(map_path, order_path):
     """Symbol names carry the compiler's and the dependencies' hashes: after an update of
     either, the list no longer names the build's functions and start-up code is spread again."""
-    names = text_sections(map_path, every_symbol=True)
+    _, names = read_map(map_path)
     with open(order_path, encoding="utf-8") as f:
         lines = [l.strip() for l in f if l.strip()]
     wanted = [l for l in lines if not l.startswith("#")]
@@ -125,10 +124,11 @@ def check(map_path, order_path):
     if found >= 0.9 * len(wanted):
         return
     advice = f"{order_path} no longer matches the build: regenerate it with benches/startup-order.sh"
-    if made_with != rustc_version():
+    current = rustc_version()
+    if made_with != current:
         # Another toolchain (a contributor's, a newer stable) names every function differently;
         # that is not this tree's fault, so it is reported without failing.
-        print(f"warning: {advice} (it was made with {made_with}, this is {rustc_version()})")
+        print(f"warning: {advice} (it was made with {made_with}, this is {current})")
     else:
         sys.exit(f"{advice} (dependencies, features or the profile changed)")
 
