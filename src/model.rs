@@ -246,16 +246,36 @@ impl FileRole {
 
 /// The CertCentral API key. Its `Debug` and `Display` never show the secret.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+pub struct ApiKey {
+    secret: String,
+    /// Where the key was read from (a file, the systemd credential), for the start-up log.
+    source: String,
+}
 
 impl ApiKey {
     pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
+        Self {
+            secret: secret.into(),
+            source: "given".into(),
+        }
+    }
+
+    /// The same key, saying where it came from.
+    pub fn from_source(self, source: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            ..self
+        }
     }
 
     /// The secret itself, for the `X-DC-DEVKEY` header and nothing else.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.secret
+    }
+
+    /// Where the key was read from (never the key).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 }
 

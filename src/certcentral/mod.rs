@@ -112,6 +112,11 @@ impl Client {
         })
     }
 
+    /// Where the API key was read from (never the key).
+    pub fn api_key_source(&self) -> &str {
+        self.opts.api_key.source()
+    }
+
     /// This client, reporting each retry to `observer`.
     pub fn observed(&self, observer: RetryObserver) -> Self {
         Self {

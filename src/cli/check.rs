@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{Certificate, Config, ConfigError, DnsPublisher, Issuer};
-use crate::install::fs::resolve_owner;
+use crate::config::{Config, ConfigError, DnsPublisher, Issuer};
 use crate::model::{Method, unix_now};
 use crate::renewal::Engine;
 use crate::status;
@@ -76,6 +75,88 @@ pub(super) async fn run(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Folders the shipped unit already lets certkeeper write.
+const UNIT_WRITABLE: &[&str] = &["/etc/ssl/certkeeper"];
+
+/// `check --drop-in`: the `ReadWritePaths=` lines the shipped unit needs for this
+/// configuration. A folder that does not exist yet is allowed through its nearest existing
+/// ancestor (systemd refuses to start a unit whose `ReadWritePaths=` is missing).
+pub(super) fn drop_in(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let own: Vec<&Path> = UNIT_WRITABLE
+        .iter()
+        .map(Path::new)
+        .chain([config.daemon.state_dir.as_path()])
+        .collect();
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    for cert in &config.certificates {
+        for folder in crate::renewal::preflight::written_folders(cert) {
+            let mut at = folder.as_path();
+            while !at.exists()
+                && let Some(p) = at.parent()
+            {
+                at = p;
+            }
+            paths.push(at.to_path_buf());
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    let logs = log_folders(&config);
+    let covered = |p: &Path, by: &[std::path::PathBuf]| {
+        own.iter().any(|o| p.starts_with(o)) || by.iter().any(|b| b != p && p.starts_with(b))
+    };
+    let needed: Vec<String> = paths
+        .iter()
+        .filter(|p| !covered(p, &paths))
+        .map(|p| p.display().to_string())
+        .collect();
+    println!("# certkeeper check --drop-in for {}", path.display());
+    println!(
+        "# Save as /etc/systemd/system/certkeeper.service.d/paths.conf, then: systemctl daemon-reload"
+    );
+    println!("[Service]");
+    if needed.is_empty() {
+        println!("# nothing to add: every file is under {}", own_list(&own));
+    } else {
+        println!("ReadWritePaths={}", needed.join(" "));
+    }
+    if !logs.is_empty() {
+        println!("# the deploy check writes its log there (`-`: skipped if missing)");
+        println!("ReadWritePaths={}", logs.join(" "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Log folders that a web server's own configuration test writes to, for hooks that run it
+/// (`nginx -t`, `apachectl configtest`): their logs are owned by the server's user.
+fn log_folders(config: &Config) -> Vec<String> {
+    const KNOWN: &[(&str, &str)] = &[
+        ("nginx", "-/var/log/nginx"),
+        ("apachectl", "-/var/log/apache2"),
+        ("apache2ctl", "-/var/log/apache2"),
+    ];
+    let mut out: Vec<String> = Vec::new();
+    for cert in &config.certificates {
+        for (_, argv) in crate::renewal::preflight::commands(cert) {
+            let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
+            for (name, folder) in KNOWN {
+                if program == Some(*name) && !out.iter().any(|f| f == folder) {
+                    out.push((*folder).to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn own_list(own: &[&Path]) -> String {
+    own.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
 /// What the configuration points at: folders, commands, key files. Errors make `check` exit
 /// 78; warnings are printed.
 fn environment(config: &Config) -> (Vec<ConfigError>, Vec<String>) {
@@ -84,36 +165,8 @@ fn environment(config: &Config) -> (Vec<ConfigError>, Vec<String>) {
     let err = |m: String| ConfigError::new(&config.path, m);
     for cert in &config.certificates {
         let name = cert.name.as_str();
-        let owner = match resolve_owner(cert.owner.as_deref(), cert.group.as_deref()) {
-            Ok(o) => o,
-            Err(m) => {
-                errors.push(err(format!("certificate {name:?}: {m}")));
-                continue;
-            }
-        };
-        for (role, path) in cert.files.all() {
-            if let Some(parent) = path.parent()
-                && let Some(problem) = crate::safefs::folder_problem(parent, &owner.trust())
-            {
-                errors.push(err(format!(
-                    "certificate {name:?}: {} ({}) cannot be installed there: {problem}",
-                    role.file_name(),
-                    path.display()
-                )));
-            }
-        }
-        if let Some(root) = &cert.validation.http_root
-            && !root.is_dir()
-        {
-            errors.push(err(format!(
-                "certificate {name:?}: http_root {} is not a folder",
-                root.display()
-            )));
-        }
-        for (key, argv) in commands(cert) {
-            if let Err(m) = executable(&argv[0]) {
-                errors.push(err(format!("certificate {name:?}: {key}: {m}")));
-            }
+        for problem in crate::renewal::preflight::problems(cert) {
+            errors.push(err(format!("certificate {name:?}: {problem}")));
         }
         if let Some(DnsPublisher::Hooks { cleanup: None, .. }) = &cert.validation.dns {
             warnings.push(format!(
@@ -135,53 +188,6 @@ fn environment(config: &Config) -> (Vec<ConfigError>, Vec<String>) {
         }
     }
     (errors, warnings)
-}
-
-/// Every command a certificate may run, with its key.
-fn commands(cert: &Certificate) -> Vec<(&'static str, &[String])> {
-    let mut out: Vec<(&'static str, &[String])> = Vec::new();
-    for (key, argv) in [
-        ("deploy_check", &cert.deploy_check),
-        ("reload", &cert.reload),
-        ("on_failure", &cert.on_failure),
-        ("on_renewed", &cert.on_renewed),
-    ] {
-        if let Some(a) = argv {
-            out.push((key, a.as_slice()));
-        }
-    }
-    if let Some(DnsPublisher::Hooks { publish, cleanup }) = &cert.validation.dns {
-        out.push(("dns_publish", publish.as_slice()));
-        if let Some(c) = cleanup {
-            out.push(("dns_cleanup", c.as_slice()));
-        }
-    }
-    out
-}
-
-/// Whether `program` names an executable file (searched in `PATH` when it has no slash).
-fn executable(program: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        return if is_exec(Path::new(program)) {
-            Ok(())
-        } else {
-            Err(format!("{program} is not an executable file"))
-        };
-    }
-    let path = std::env::var("PATH")
-        .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    if path
-        .split(':')
-        .any(|dir| is_exec(&Path::new(dir).join(program)))
-    {
-        Ok(())
-    } else {
-        Err(format!("{program} is not found in PATH"))
-    }
 }
 
 /// `check --online`: read-only questions to CertCentral and the ACME CAs. Returns whether all

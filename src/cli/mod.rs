@@ -49,6 +49,10 @@ pub enum Command {
         /// can be renewed, its end date, duplicates allowed, auto-reissue off.
         #[arg(long)]
         online: bool,
+        /// Print the systemd drop-in the shipped unit needs for this configuration (the
+        /// folders certkeeper writes outside its own), and change nothing.
+        #[arg(long, conflicts_with = "online")]
+        drop_in: bool,
     },
     /// Show every certificate's state.
     Status {
@@ -201,7 +205,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Run => daemon::run(&config_path, daemon::process_signals())
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Check { online } => check::run(&config_path, online).await,
+            Command::Check { drop_in: true, .. } => check::drop_in(&config_path),
+            Command::Check { online, .. } => check::run(&config_path, online).await,
             Command::Status { json } => status_cmd(&config_path, json),
             Command::Renew(args) => renew(&config_path, args).await,
             Command::Sandbox(args) => sandbox(*args).await,
@@ -237,19 +242,33 @@ fn config_path(flag: Option<PathBuf>) -> PathBuf {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         EnvFilter::try_from_env("CERTKEEPER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Under systemd, text logs go to the journal natively: priorities, and the certificate
+    // name and order id as fields (`journalctl -u certkeeper CERT=www`, `-p err`).
+    if format == LogFormat::Text
+        && std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journal) = tracing_journald::layer()
+    {
+        let journal = journal
+            .with_field_prefix(None)
+            .with_syslog_identifier("certkeeper".into());
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(journal)
+            .try_init();
+        return;
+    }
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    // Under systemd the journal stamps every line already.
-    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let _ = match (format, under_journald) {
-        (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
-        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
-        (LogFormat::Text, false) => builder.try_init(),
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
     };
 }
 

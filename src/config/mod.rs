@@ -294,13 +294,15 @@ impl CertCentral {
         if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
             let file = Path::new(&dir).join(CREDENTIAL_NAME);
             if file.exists() {
-                return read_key_file(&file).map_err(|m| ConfigError::new(config_path, m));
+                return read_key_file(&file)
+                    .map(|k| k.from_source(format!("the systemd credential {CREDENTIAL_NAME}")))
+                    .map_err(|m| ConfigError::new(config_path, m));
             }
         }
         if let Ok(key) = std::env::var("CERTKEEPER_API_KEY")
             && !key.trim().is_empty()
         {
-            return Ok(ApiKey::new(key.trim()));
+            return Ok(ApiKey::new(key.trim()).from_source("$CERTKEEPER_API_KEY"));
         }
         read_key_file(Path::new("/etc/certkeeper/api-key")).map_err(|m| {
             ConfigError::new(
@@ -315,7 +317,7 @@ fn read_key_file(file: &Path) -> Result<ApiKey, String> {
     let text = crate::safefs::read_private(file, "API key file")?;
     match text.trim() {
         "" => Err(format!("API key file {} is empty", file.display())),
-        key => Ok(ApiKey::new(key)),
+        key => Ok(ApiKey::new(key).from_source(file.display().to_string())),
     }
 }
 

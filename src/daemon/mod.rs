@@ -31,6 +31,20 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 /// File events are gathered this long before certificates are re-assessed.
 const DEBOUNCE: Duration = Duration::from_secs(2);
 
+/// Says, off the event loop, which certificates could not be installed or validated here (a
+/// read-only folder under the unit, a missing program). Each renewal asks again before it
+/// sends anything to the CA, and fails there.
+fn preflight_all(config: &Config) {
+    let certs = config.certificates.clone();
+    tokio::task::spawn_blocking(move || {
+        for c in &certs {
+            for problem in crate::renewal::preflight::problems(c) {
+                warn!(cert = %c.name, order_id = c.order_id(), %problem, "this certificate cannot be renewed here until this is fixed");
+            }
+        }
+    });
+}
+
 /// Runs the daemon until `events` says stop (or closes).
 pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
@@ -49,10 +63,16 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
     let mut changed: HashSet<CertName> = HashSet::new();
     let mut debounce_at: Option<tokio::time::Instant> = None;
     let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
-    info!(config = %config_path.display(), certificates = d.config.certificates.len(), "certkeeper started");
+    let api_key = d
+        .engine
+        .certcentral
+        .as_ref()
+        .map_or("none", |c| c.api_key_source());
+    info!(config = %config_path.display(), certificates = d.config.certificates.len(), api_key, "certkeeper started");
     for w in crate::renewal::unconfigured_work(&d.config) {
         warn!("{w}");
     }
+    preflight_all(&d.config);
     systemd::ready(&d.summary());
 
     loop {
@@ -102,6 +122,7 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
                 Some(Event::Reload) => {
                     systemd::reloading();
                     d.reload(config_path);
+                    preflight_all(&d.config);
                     let _ = config_tx.send(d.config.clone());
                     watch = watch::watch(&d.config, file_tx.clone());
                     heap::release();

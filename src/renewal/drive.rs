@@ -98,13 +98,12 @@ impl Ctx<'_> {
             };
             match result {
                 Ok(next) => {
-                    // Progress: a failure before it is over.
+                    // Progress at the CA: a failure before it is over. An installation is
+                    // not progress until it is in use: a failing deploy check or reload keeps
+                    // counting, so it backs off and turns stuck like any other failure.
                     if matches!(
                         next,
-                        Step::Pending { .. }
-                            | Step::Validating { .. }
-                            | Step::Issued { .. }
-                            | Step::Installed { .. }
+                        Step::Pending { .. } | Step::Validating { .. } | Step::Issued { .. }
                     ) && self.j.last_error.is_some()
                     {
                         self.j.last_error = None;

@@ -31,6 +31,7 @@ mod issuer;
 pub mod journal;
 mod notify;
 mod poll;
+pub mod preflight;
 mod start;
 pub mod step;
 mod submit;
@@ -85,6 +86,10 @@ pub enum Error {
     /// The configuration asks for something the CA cannot give; fix the config.
     #[error("{0}")]
     Config(String),
+    /// The certificate cannot be installed or validated here (a read-only folder, a missing
+    /// program): a person must fix the host; retried with backoff.
+    #[error("cannot install or validate here, so nothing was asked of the CA: {}", .0.join("; "))]
+    Preflight(Vec<String>),
     #[error("{0}")]
     Other(String),
 }

@@ -86,6 +86,14 @@ impl Ctx<'_> {
         }
         let reason = due.to_string();
         info!(cert = %self.cert.name, order_id = self.cert.order_id(), %reason, "renewal due; starting");
+        // Nothing goes to the CA for a certificate that could not be installed or validated.
+        let cert = self.cert.clone();
+        let problems = blocking(move || super::preflight::problems(&cert))
+            .await
+            .map_err(|e| Failure::new(e, Step::Idle))?;
+        if !problems.is_empty() {
+            return Err(Failure::new(Error::Preflight(problems), Step::Idle));
+        }
         if unrequested {
             self.j.unrequested.push(now);
         }
