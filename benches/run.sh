@@ -13,7 +13,6 @@ else
   SMALL=1000 LARGE=10000 RUNS=10 IDLE=120 IDLE_LARGE=10 RENEWALS=1000 LIMITED=400 KEYGEN=15 CERTBOT=1 ISSUERS=20
 fi
 
-map=$(python3 benches/startup_order.py build)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # The binary users install. `cargo bench` below links target/release/certkeeper again with the
@@ -24,12 +23,6 @@ measure() { python3 benches/measure.py "$@"; }
 
 echo "# certkeeper benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r))"
 echo "# release binary: $(du -h "$bin" | cut -f1)"
-# Idle memory depends on start-up code being laid out together (build.rs).
-if [[ -f $map ]]; then
-  python3 benches/startup_order.py check "$map" link/startup.order
-else
-  echo "# no linker map (rust-lld not used): start-up code layout not checked"
-fi
 for n in $SMALL $LARGE; do
   cargo bench --quiet --bench fixture -- "$work/n$n" "$n" >/dev/null
   echo "## $n certificates"
