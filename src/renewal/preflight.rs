@@ -145,10 +145,24 @@ fn probe(folder: &Path, owner: Ownership) -> Result<(), String> {
         }
     }
     let dir = Dir::open(at, &owner.trust()).map_err(|e| explain(at, None, &e))?;
-    let name = format!(".certkeeper-probe-{}", std::process::id());
-    let made = dir.create_file(&name, b"", &owner.spec(0o600));
-    let _ = dir.remove_file(&name);
-    made.map_err(|e| explain(at, Some(owner), &e))
+    // Renewals run preflight concurrently, and the probe is created exclusively: a name taken
+    // by a concurrent probe is skipped, not an error.
+    for n in 0..64 {
+        let name = format!(".certkeeper-probe-{}-{n}", std::process::id());
+        let made = dir.create_file(&name, b"", &owner.spec(0o600));
+        match made {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(explain(at, Some(owner), &e)),
+            Ok(()) => {
+                let _ = dir.remove_file(&name);
+                return Ok(());
+            }
+        }
+    }
+    Err(format!(
+        "cannot create files in {}: 64 probe names are taken",
+        at.display()
+    ))
 }
 
 /// An actionable sentence for a failed write in `folder`.
@@ -234,5 +248,21 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         probe(&tmp.path().join("not/yet"), Ownership::default()).expect("writable");
         assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn a_probe_name_taken_by_a_concurrent_probe_is_skipped() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let taken = tmp
+            .path()
+            .join(format!(".certkeeper-probe-{}-0", std::process::id()));
+        std::fs::write(&taken, b"").expect("write");
+        probe(tmp.path(), Ownership::default()).expect("writable");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(left, [taken]);
     }
 }

@@ -154,4 +154,14 @@ step "no ERROR in the journal"
 if journalctl -u certkeeper --no-pager -p err -o cat | grep .; then
   fail "the journal has errors (above)"
 fi
+
+step "without the drop-in the web root is read-only: refused before the CA is asked, naming the line"
+rm /etc/systemd/system/certkeeper.service.d/paths.conf
+systemctl daemon-reload
+systemctl restart certkeeper
+accepted=$(journal_count "CertCentral accepted the request")
+wait_for "the renewal to be refused" 300 bash -c \
+  'certkeeper status --json | jq -r ".[0].last_error // empty" | grep -qF "ReadWritePaths=/var/www/html"'
+(( $(journal_count "CertCentral accepted the request") == accepted )) ||
+  fail "a request went to the CA although the web root was read-only"
 pass
