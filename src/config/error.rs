@@ -21,13 +21,41 @@ impl ConfigError {
         }
     }
 
-    /// An error at a byte offset of `source`.
+    /// An error at byte `offset` of `source`, naming the key whose value is there.
     pub fn at(file: &Path, source: &str, offset: usize, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let message = match key_at(source, offset) {
+            Some(key) if !message.contains(&key) => format!("{key}: {message}"),
+            _ => message,
+        };
         Self {
             position: Some(line_column(source, offset)),
             ..Self::new(file, message)
         }
     }
+}
+
+/// The key whose value holds byte `offset` of `source`: toml reports a bad value at the
+/// value, and the operator wants to read which key it was. Tables are searched whatever
+/// their own span, because an array-of-tables item spans only its `[[header]]`.
+fn key_at(source: &str, offset: usize) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    fn in_value(key: &str, value: &toml::Spanned<DeValue<'_>>, offset: usize) -> Option<String> {
+        match value.get_ref() {
+            DeValue::Table(t) => in_table(t, offset),
+            DeValue::Array(items) => items
+                .iter()
+                .find_map(|i| in_value(key, i, offset))
+                .or_else(|| value.span().contains(&offset).then(|| key.to_string())),
+            _ => value.span().contains(&offset).then(|| key.to_string()),
+        }
+    }
+    fn in_table(table: &DeTable<'_>, offset: usize) -> Option<String> {
+        table
+            .iter()
+            .find_map(|(key, value)| in_value(key.get_ref(), value, offset))
+    }
+    in_table(DeTable::parse(source).ok()?.get_ref(), offset)
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -121,7 +121,22 @@ pub struct Validation {
     /// `_dnsauth.NAME` (`true`).
     pub dnsauth_label: bool,
     pub dns_resolver: Option<DnsServer>,
+    pub dns_check: DnsCheck,
     pub propagation_timeout: Duration,
+}
+
+/// Where a DNS record must be visible before the CA is asked to check it
+/// (`dns_propagation_check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsCheck {
+    /// At every address of every name server of the zone (found through `dns_resolver`, or
+    /// the system's resolver): where the CA's vantage points look.
+    #[default]
+    Authoritative,
+    /// At `dns_resolver` (or the system's resolver) alone: split-horizon DNS, or a primary
+    /// whose secondaries do not matter. The default when `dns_resolver` is set.
+    Resolver,
 }
 
 /// How DNS records are published.
@@ -441,6 +456,28 @@ mod tests {
             cert.cert_validity_days
                 .is_none_or(|n| (1..=3650).contains(&n))
         );
+    }
+
+    /// DNS is checked at every authoritative server unless `dns_resolver` names one server;
+    /// `dns_propagation_check` says either way explicitly.
+    #[test]
+    fn dns_propagation_check_defaults_to_authoritative() {
+        let check = |extra: &str| {
+            let text = format!(
+                "[[certificate]]\nname = \"www\"\norder_id = 1\ncert_file = \"/c.pem\"\n\
+                 key_file = \"/k.pem\"\ndcv_method = \"dns-txt-token\"\n\
+                 dns_publish = [\"true\"]\n{extra}"
+            );
+            Config::parse(Path::new("/etc/certkeeper.toml"), &text)
+                .map(|c| c.certificates[0].validation.dns_check)
+        };
+        assert_eq!(check("").expect("parses"), DnsCheck::Authoritative);
+        let at = "dns_resolver = \"192.0.2.53\"\n";
+        assert_eq!(check(at).expect("parses"), DnsCheck::Resolver);
+        let both = format!("{at}dns_propagation_check = \"authoritative\"\n");
+        assert_eq!(check(&both).expect("parses"), DnsCheck::Authoritative);
+        let e = check("dns_propagation_check = \"everywhere\"\n").expect_err("refused");
+        assert!(e.to_string().contains("dns_propagation_check"), "{e}");
     }
 
     /// The largest value of every bound, together.

@@ -120,5 +120,6 @@ pub(super) struct RawCertificate {
     pub dns_update: Option<Spanned<String>>,
     pub dcv_dns_label: Option<Spanned<String>>,
     pub dns_resolver: Option<DnsServer>,
+    pub dns_propagation_check: Option<super::DnsCheck>,
     pub dns_propagation_timeout: Option<Dur<0, DAY>>,
 }

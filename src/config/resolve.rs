@@ -10,8 +10,9 @@ use toml::Spanned;
 
 use super::raw::{RawAcme, RawCertificate, RawConfig, RawDnsUpdate};
 use super::{
-    Acme, Argv, CertCentral, Certificate, Config, ConfigError, DEFAULT_URL, Daemon, DnsPublisher,
-    DnsUpdate, Eab, Files, Issuer, MAX_CONCURRENCY, RenewBefore, Validation, check_dns_name,
+    Acme, Argv, CertCentral, Certificate, Config, ConfigError, DEFAULT_URL, Daemon, DnsCheck,
+    DnsPublisher, DnsUpdate, Eab, Files, Issuer, MAX_CONCURRENCY, RenewBefore, Validation,
+    check_dns_name,
 };
 use crate::model::{ApiUrl, CertName, ChallengeType, DcvMethod, Method};
 
@@ -518,6 +519,13 @@ impl<'a> Resolver<'a> {
             dns,
             dnsauth_label,
             dns_resolver: rc.dns_resolver.clone(),
+            dns_check: rc
+                .dns_propagation_check
+                .unwrap_or(if rc.dns_resolver.is_some() {
+                    DnsCheck::Resolver
+                } else {
+                    DnsCheck::Authoritative
+                }),
             propagation_timeout: rc
                 .dns_propagation_timeout
                 .map_or(Duration::from_secs(600), |d| d.0),

@@ -18,10 +18,10 @@ use super::journal::{PubState, Publication, Published};
 use super::step::Validation;
 use super::{Attempt, Ctx, Error, Failure, Request, Step};
 use crate::certcentral::RetryPolicy;
-use crate::config::DnsPublisher;
+use crate::config::{DnsCheck, DnsPublisher};
 use crate::hooks;
 use crate::model::unix_now;
-use crate::validation::{self, DnsRecord, dns, rfc2136, webroot};
+use crate::validation::{DnsRecord, dns, rfc2136, webroot};
 
 /// How often to look for DNS propagation: from 2 s, growing to 30 s.
 const PROPAGATION_POLL: RetryPolicy =
@@ -72,17 +72,17 @@ impl Ctx<'_> {
             let deadline = *v.propagation_deadline.get_or_insert(
                 now.saturating_add(super::secs(self.cert.validation.propagation_timeout)),
             );
-            let (resolver, missing) = self
+            let missing = self
                 .not_yet_visible(&wanted)
                 .await
                 .map_err(|e| Failure::new(e, here(v.clone())))?;
-            if let Some(first) = missing.first() {
+            if let Some((first, at)) = missing {
                 let answer = format!(
-                    "{} record for {} not yet visible at {resolver}",
+                    "{} record for {} not yet visible at {at}",
                     first.rtype, first.name
                 );
                 if now < deadline {
-                    info!(cert = %self.cert.name, order_id = self.cert.order_id(), record = %first, %resolver, "{answer}");
+                    info!(cert = %self.cert.name, order_id = self.cert.order_id(), record = %first, "{answer}");
                     let wait = super::secs(PROPAGATION_POLL.delay_now(v.checks, None)).max(1);
                     return Ok(here(Validation {
                         next_check: now.saturating_add(wait).min(deadline),
@@ -91,7 +91,7 @@ impl Ctx<'_> {
                         ..v
                     }));
                 }
-                warn!(cert = %self.cert.name, order_id = self.cert.order_id(), record = %first, %resolver, "still not visible after dns_propagation_timeout; asking the CA anyway");
+                warn!(cert = %self.cert.name, order_id = self.cert.order_id(), record = %first, "{answer} after dns_propagation_timeout; asking the CA anyway");
             }
         }
         // 4. Ask the CA to check.
@@ -291,27 +291,36 @@ impl Ctx<'_> {
         }
     }
 
-    /// The DNS publications not yet visible at the resolver, and the resolver asked.
+    /// The first DNS publication not yet visible where `dns_propagation_check` says, with
+    /// where it is missing (one line for the log, `status` and the journal).
     async fn not_yet_visible(
         &self,
         pubs: &[Publication],
-    ) -> Result<(String, Vec<DnsRecord>), Error> {
-        let resolver = match &self.cert.validation.dns_resolver {
+    ) -> Result<Option<(DnsRecord, String)>, Error> {
+        let validation = &self.cert.validation;
+        let resolver = match &validation.dns_resolver {
             Some(r) => dns::server_addr(&r.0.host, r.0.port).await?,
             None => dns::system_resolver()?,
         };
-        let mut missing = Vec::new();
-        for record in pubs.iter().filter_map(|p| p.what.dns_record()) {
-            let values = dns::lookup(resolver, &record.name, record.rtype).await?;
-            let seen = values.iter().any(|v| match record.rtype {
-                validation::RecordType::Txt => *v == record.value,
-                validation::RecordType::Cname => v.eq_ignore_ascii_case(&record.value),
-            });
-            if !seen && !missing.contains(record) {
-                missing.push(record.clone());
+        let mut records: Vec<&DnsRecord> =
+            pubs.iter().filter_map(|p| p.what.dns_record()).collect();
+        records.dedup();
+        for record in records {
+            let missing_at = match validation.dns_check {
+                DnsCheck::Resolver => {
+                    let values = dns::lookup(resolver, &record.name, record.rtype).await?;
+                    (!dns::holds(&values, record)).then(|| resolver.to_string())
+                }
+                DnsCheck::Authoritative => {
+                    let lacking = dns::lacking(&dns::authoritative(resolver, record).await?);
+                    (!lacking.is_empty()).then(|| lacking.join(", "))
+                }
+            };
+            if let Some(at) = missing_at {
+                return Ok(Some((record.clone(), at)));
             }
         }
-        Ok((resolver.to_string(), missing))
+        Ok(None)
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use hickory_net::client::{Client, ClientHandle};
 use hickory_net::proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 
 use super::state::base_domain;
@@ -215,11 +216,33 @@ async fn query(server: SocketAddr, owner: &str, rtype: RecordType) -> Vec<String
     tokio::spawn(bg);
     let answer = tokio::time::timeout(
         Duration::from_secs(4),
-        client.query(name, DNSClass::IN, rtype),
+        client.query(name.clone(), DNSClass::IN, rtype),
     );
-    let Ok(Ok(resp)) = answer.await else {
+    let Ok(Ok(mut resp)) = answer.await else {
         return Vec::new();
     };
+    // A truncated answer is asked again over TCP, as a CA's resolver does.
+    if resp.metadata.truncation {
+        let (connect, handle) = TcpClientStream::new(
+            server,
+            None,
+            Some(Duration::from_secs(3)),
+            TokioRuntimeProvider::new(),
+        );
+        let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(4), connect).await else {
+            return Vec::new();
+        };
+        let (mut client, bg) = Client::<TokioRuntimeProvider>::new(stream, handle);
+        tokio::spawn(bg);
+        let answer = tokio::time::timeout(
+            Duration::from_secs(4),
+            client.query(name, DNSClass::IN, rtype),
+        );
+        let Ok(Ok(r)) = answer.await else {
+            return Vec::new();
+        };
+        resp = r;
+    }
     resp.answers
         .iter()
         .filter_map(|r| match &r.data {

@@ -14,9 +14,7 @@ use std::path::Path;
 use hickory_net::client::ClientHandle;
 use hickory_net::proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_net::proto::rr::rdata::{CNAME, TXT};
-use hickory_net::proto::rr::{
-    DNSClass, RData, Record, RecordSet, RecordType as HickoryType, TSigner,
-};
+use hickory_net::proto::rr::{RData, Record, RecordSet, TSigner};
 
 use super::dns::{client, name};
 use super::{DnsRecord, Error, RecordType};
@@ -187,55 +185,9 @@ impl Updater {
         if let Some(z) = &self.zone {
             return Ok(z.clone());
         }
-        let mut c = client(self.server, None);
-        let mut candidate = owner.trim_end_matches('.').to_owned();
-        loop {
-            let qname = name(&candidate)?;
-            match c.query(qname.clone(), DNSClass::IN, HickoryType::SOA).await {
-                Ok(r) => {
-                    let soa = r
-                        .answers
-                        .iter()
-                        .find(|rec| rec.record_type() == HickoryType::SOA)
-                        .or_else(|| {
-                            r.authorities
-                                .iter()
-                                .find(|rec| rec.record_type() == HickoryType::SOA)
-                        });
-                    if let Some(soa) = soa {
-                        return Ok(soa
-                            .name
-                            .to_ascii()
-                            .trim_end_matches('.')
-                            .to_ascii_lowercase());
-                    }
-                }
-                Err(e) if e.is_no_records_found() => {
-                    if let Some(soa) = e.into_soa() {
-                        return Ok(soa
-                            .name
-                            .to_ascii()
-                            .trim_end_matches('.')
-                            .to_ascii_lowercase());
-                    }
-                }
-                Err(e) => {
-                    return Err(Error::Dns(format!(
-                        "cannot find the zone of {owner} at {}: {e}; set zone in [[dns_update]]",
-                        self.server
-                    )));
-                }
-            }
-            match candidate.split_once('.') {
-                Some((_, parent)) if parent.contains('.') => candidate = parent.to_owned(),
-                _ => {
-                    return Err(Error::Dns(format!(
-                        "{} named no zone for {owner} (no SOA); set zone in [[dns_update]]",
-                        self.server
-                    )));
-                }
-            }
-        }
+        super::dns::zone_of(self.server, owner)
+            .await
+            .map_err(|e| Error::Dns(format!("{e}; set zone in [[dns_update]]")))
     }
 
     fn rrset(record: &DnsRecord, ttl: u32) -> Result<RecordSet, Error> {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use certkeeper::renewal::{DriveOptions, Outcome, Step, Target};
 
 use crate::common::{TestEnv, assert_says, openssl, path_str, serial_of};
-use crate::servers::{Bind, EAB_HMAC, EAB_KID, Nginx, Pebble, PebbleKind, PebbleOptions};
+use crate::servers::{
+    Bind, EAB_HMAC, EAB_KID, Nginx, Pebble, PebbleKind, PebbleOptions, free_port,
+};
 
 /// The servers an ACME test needs: BIND (names resolve to 127.0.0.1, records for dns-01), a
 /// web root served by nginx (http-01), Pebble, and the usual test environment.
@@ -271,6 +273,82 @@ async fn dns01_by_rfc2136_and_by_hooks() {
     ] {
         assert!(a.bind.dig(name, "TXT").is_empty(), "{name} cleaned up");
     }
+}
+
+/// dns-01 with two authoritative servers, the secondary lagging and the one Pebble asks: the
+/// challenge is answered only once both serve the record (answered early, Pebble would find
+/// no record and fail the authorization).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_waits_for_every_authoritative_server() {
+    let servers = tempfile::tempdir().expect("tempdir");
+    let (primary, secondary) = Bind::pair(servers.path());
+    let pebble = Pebble::start(
+        servers.path().join("pebble"),
+        PebbleOptions {
+            kind: PebbleKind::Bookworm,
+            http_port: free_port(),
+            dns: secondary.addr(),
+            eab_required: false,
+        },
+    );
+    let env = TestEnv::new().await;
+    env.write_config(
+        "",
+        &format!(
+            "[[acme]]\nname = \"pebble\"\ndirectory = \"{}\"\nca_file = \"{}\"\n\
+             [[dns_update]]\nname = \"primary\"\nserver = \"{}\"\ntsig_key_file = \"{}\"\n\
+             [[certificate]]\nname = \"www\"\nacme = \"pebble\"\ncommon_name = \"www.example.test\"\n\
+             cert_file = \"certs/www/cert.pem\"\nkey_file = \"certs/www/key.pem\"\n\
+             challenge = \"dns-01\"\ndns_update = \"primary\"\ndns_resolver = \"{}\"\n\
+             dns_propagation_check = \"authoritative\"\n",
+            pebble.directory(),
+            pebble.ca_file.display(),
+            primary.addr(),
+            primary.key_file.display(),
+            primary.addr(),
+        ),
+    );
+    let config = env.config();
+    let cert = config.certificate("www").expect("configured");
+    let first = env
+        .engine()
+        .drive(cert, DriveOptions::default())
+        .await
+        .expect("drive");
+    let Outcome::Waiting { why, .. } = &first else {
+        panic!("{first:?}\n{}", pebble.log())
+    };
+    assert!(
+        why.contains(&format!(
+            "TXT record for _acme-challenge.www.example.test not yet visible at ns2.example.test ({})",
+            secondary.ip
+        )),
+        "{why}"
+    );
+    secondary.catch_up();
+    let started = std::time::Instant::now();
+    while secondary
+        .dig("_acme-challenge.www.example.test", "TXT")
+        .is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the secondary never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let outcome = env.renew("www", false, Duration::from_secs(60)).await;
+    assert!(
+        matches!(outcome, Outcome::Renewed { .. }),
+        "{outcome:?}\n{}",
+        pebble.log()
+    );
+    assert!(
+        primary
+            .dig("_acme-challenge.www.example.test", "TXT")
+            .is_empty(),
+        "cleaned up"
+    );
 }
 
 /// A CA that requires External Account Binding: without the key the failure says so, and

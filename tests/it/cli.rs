@@ -15,7 +15,10 @@ async fn check_points_at_the_line() {
         .position(|l| l.contains("rsa-1024"))
         .expect("line")
         + 1;
-    let want = format!("{}:{line}:12: unknown variant `rsa-1024`", cfg.display());
+    let want = format!(
+        "{}:{line}:12: key_type: unknown variant `rsa-1024`",
+        cfg.display()
+    );
     assert_says(&out, &want);
 }
 

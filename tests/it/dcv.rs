@@ -11,7 +11,7 @@ use certkeeper::renewal::{DriveOptions, Outcome};
 use certkeeper::sandbox::{OrderSpec, Reach, SandboxConfig};
 
 use crate::common::{TestEnv, assert_says, path_str};
-use crate::servers::{Bind, Nginx};
+use crate::servers::{Bind, Nginx, PADDING};
 
 /// A sandbox whose order 1001 (DV: no validation reuse) has `names`, checking through `reach`.
 async fn env_with(names: &str, reach: Reach, tune: impl FnOnce(&mut SandboxConfig)) -> TestEnv {
@@ -312,6 +312,74 @@ async fn slow_propagation_is_waited_for() {
     assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
     assert_eq!(env.sandbox.count("PUT", "/check-dcv"), 1);
     assert!(bind.dig("example.test", "TXT") == ["v=spf1 -all"]);
+}
+
+/// Two authoritative servers, the secondary lagging (its zone transfer held back) and the one
+/// the CA asks: certkeeper finds both from the zone's NS records, waits while the secondary
+/// lacks the record and says so, and asks CertCentral only once both serve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_authoritative_server_is_checked_before_the_ca_is_asked() {
+    let servers = tempfile::tempdir().expect("tempdir");
+    let (primary, secondary) = Bind::pair(servers.path());
+    let env = env_with("example.test", dns_reach(&secondary), |_| {}).await;
+    env.write_config(
+        "",
+        &format!(
+            "[[dns_update]]\nname = \"primary\"\nserver = \"{}\"\ntsig_key_file = \"{}\"\n{}",
+            primary.addr(),
+            primary.key_file.display(),
+            env.cert(
+                "www",
+                &format!(
+                    "dcv_method = \"dns-txt-token\"\ndns_update = \"primary\"\ndns_resolver = \"{}\"\ndns_propagation_check = \"authoritative\"",
+                    primary.addr()
+                )
+            )
+        ),
+    );
+    let first = drive(&env, "www").await;
+    let Outcome::Waiting { why, .. } = &first else {
+        panic!("{first:?}")
+    };
+    assert!(
+        why.contains(&format!(
+            "TXT record for example.test not yet visible at ns2.example.test ({})",
+            secondary.ip
+        )) && !why.contains("ns1"),
+        "{why}"
+    );
+    assert_eq!(
+        primary.dig("example.test", "TXT").len(),
+        2 + PADDING,
+        "published at the primary"
+    );
+    assert_eq!(
+        env.sandbox.count("PUT", "/check-dcv"),
+        0,
+        "not asked while a server lacks it"
+    );
+    let again = drive(&env, "www").await;
+    assert!(matches!(again, Outcome::Waiting { .. }), "{again:?}");
+    assert_eq!(env.sandbox.count("PUT", "/check-dcv"), 0);
+    secondary.catch_up();
+    let started = std::time::Instant::now();
+    while secondary.dig("example.test", "TXT").len() < 2 + PADDING {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the secondary never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    assert_eq!(env.sandbox.count("PUT", "/check-dcv"), 1);
+    let calls = env.sandbox.requests().len();
+    assert!(calls <= 6, "{calls} requests: {:?}", env.sandbox.requests());
+    assert_eq!(
+        primary.dig("example.test", "TXT").len(),
+        1 + PADDING,
+        "cleaned up"
+    );
 }
 
 /// A hook that publishes a wrong value: the request stays pending, `status` shows the method,

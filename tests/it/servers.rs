@@ -22,21 +22,25 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// Waits until `port` accepts TCP connections, or the child exits.
-fn wait_listening(child: &mut Child, port: u16, what: &str, log: &Path) {
+/// Waits until `at` accepts TCP connections, or the child exits.
+fn wait_listening(child: &mut Child, at: impl Into<std::net::SocketAddr>, what: &str, log: &Path) {
+    let at = at.into();
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect(at).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "{what} exited ({status}): {}",
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{what} did not start listening: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not start listening on {at}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -107,7 +111,12 @@ impl Nginx {
             .stderr(Stdio::piped())
             .spawn()
             .expect("nginx starts");
-        wait_listening(&mut child, port, "nginx", &dir.join("error.log"));
+        wait_listening(
+            &mut child,
+            ([127, 0, 0, 1], port),
+            "nginx",
+            &dir.join("error.log"),
+        );
         Self { child, dir, port }
     }
 
@@ -207,23 +216,110 @@ pub const KEY_NAME: &str = "certkeeper-key";
 
 /// A private BIND 9: `named` in the foreground on a free loopback port, authoritative for
 /// `example.test` (which already holds an SPF TXT record at its apex), taking dynamic updates
-/// signed with a fresh hmac-sha256 TSIG key.
+/// signed with a fresh hmac-sha256 TSIG key. [`Bind::pair`] starts a primary and a secondary
+/// that only catches up when told to.
 pub struct Bind {
     child: Child,
     pub dir: PathBuf,
+    pub ip: std::net::IpAddr,
     pub port: u16,
-    /// The key in BIND's key-file syntax, mode 0600.
+    /// The key in BIND's key-file syntax, mode 0600; it also signs `rndc` commands.
     pub key_file: PathBuf,
+    /// The `rndc` control channel's port.
+    control_port: u16,
+    /// The loopback address added for it, removed after it stops.
+    _lo: Option<LoopbackAddr>,
+}
+
+/// An address added to `lo` while a test runs: BIND listens only on addresses an interface
+/// has, and `lo` has only 127.0.0.1 of 127.0.0.0/8.
+struct LoopbackAddr(std::net::IpAddr);
+
+impl LoopbackAddr {
+    fn add(ip: std::net::IpAddr) -> Self {
+        let out = Command::new("ip")
+            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .output()
+            .expect("ip (iproute2) runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("exists"),
+            "ip addr add {ip}: {err}"
+        );
+        Self(ip)
+    }
+}
+
+impl Drop for LoopbackAddr {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
+/// How many 200-byte TXT records the apex of a [`Bind::pair`] zone holds.
+pub const PADDING: usize = 8;
+
+/// What a [`Bind`] is for the zone.
+enum Role {
+    /// Loads the zone file, which names these servers (NS name, address), and holds this many
+    /// 200-byte TXT records at the apex.
+    Primary(Vec<(String, std::net::IpAddr)>, usize),
+    /// Transfers the zone from this primary (port 53), and again only when told.
+    Secondary(std::net::IpAddr),
 }
 
 impl Bind {
     pub fn start(dir: PathBuf) -> Self {
+        let lo = std::net::IpAddr::from([127, 0, 0, 1]);
+        Self::start_as(
+            dir,
+            lo,
+            free_port(),
+            Role::Primary(vec![("ns".into(), lo)], 0),
+        )
+    }
+
+    /// Two authoritative servers of the zone on port 53 of their own loopback addresses, like
+    /// a hidden primary's public servers: `ns1` (the primary, which takes the updates) and
+    /// `ns2`, a secondary that never refreshes on its own (no NOTIFY, a refresh time longer
+    /// than any test): [`Bind::catch_up`] makes it transfer the zone. The apex holds
+    /// [`PADDING`] long TXT records besides the SPF one, so that no answer for it fits in a
+    /// UDP datagram: asking needs TCP.
+    pub fn pair(dir: &Path) -> (Self, Self) {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static NEXT: AtomicU8 = AtomicU8::new(1);
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "two name servers on port 53 need root: run the tests as ./.ci/run does"
+        );
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ns1 = std::net::IpAddr::from([127, 53, n, 1]);
+        let ns2 = std::net::IpAddr::from([127, 53, n, 2]);
+        let servers = vec![("ns1".to_owned(), ns1), ("ns2".to_owned(), ns2)];
+        let primary = Self::start_as(dir.join("ns1"), ns1, 53, Role::Primary(servers, PADDING));
+        let secondary = Self::start_as(dir.join("ns2"), ns2, 53, Role::Secondary(ns1));
+        let started = Instant::now();
+        while secondary.dig(ZONE, "SOA").is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the secondary did not load the zone: {}",
+                std::fs::read_to_string(secondary.dir.join("named.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (primary, secondary)
+    }
+
+    fn start_as(dir: PathBuf, ip: std::net::IpAddr, port: u16, role: Role) -> Self {
         let named = Path::new("/usr/sbin/named");
         assert!(
             named.exists(),
             "BIND is not installed: run ./.ci/run, which installs bind9 from Debian's packages"
         );
         std::fs::create_dir_all(&dir).expect("named dir");
+        let lo = (ip != std::net::IpAddr::from([127, 0, 0, 1])).then(|| LoopbackAddr::add(ip));
         let key_file = dir.join("tsig.key");
         let key = Command::new("/usr/sbin/tsig-keygen")
             .args(["-a", "hmac-sha256", KEY_NAME])
@@ -233,17 +329,34 @@ impl Bind {
         std::fs::write(&key_file, &key.stdout).expect("key");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let port = free_port();
+        let control_port = free_port();
         let d = dir.display();
-        std::fs::write(
-            dir.join("example.test.zone"),
-            "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns.example.test. admin.example.test. ( 1 60 60 600 60 )\n@ IN NS ns.example.test.\nns IN A 127.0.0.1\n@ IN A 127.0.0.1\nwww IN A 127.0.0.1\napi IN A 127.0.0.1\n@ IN TXT \"v=spf1 -all\"\n",
-        )
-        .expect("zone");
+        let zone = match &role {
+            Role::Primary(servers, padding) => {
+                let mut text = "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns.example.test. admin.example.test. ( 1 86400 3600 604800 60 )\n@ IN A 127.0.0.1\nwww IN A 127.0.0.1\napi IN A 127.0.0.1\n@ IN TXT \"v=spf1 -all\"\n".to_owned();
+                for i in 0..*padding {
+                    text.push_str(&format!("@ IN TXT \"{i:03}{}\"\n", "x".repeat(197)));
+                }
+                for (name, addr) in servers {
+                    text.push_str(&format!(
+                        "@ IN NS {name}.example.test.\n{name} IN A {addr}\n"
+                    ));
+                }
+                std::fs::write(dir.join("example.test.zone"), text).expect("zone");
+                format!(
+                    "type primary; file \"{d}/example.test.zone\"; allow-update {{ key \"{KEY_NAME}\"; }}; allow-transfer {{ any; }};"
+                )
+            }
+            Role::Secondary(primary) => {
+                format!(
+                    "type secondary; file \"{d}/example.test.zone\"; primaries {{ {primary} port 53; }};"
+                )
+            }
+        };
         std::fs::write(
             dir.join("named.conf"),
             format!(
-                "options {{\n directory \"{d}\";\n pid-file \"{d}/named.pid\";\n session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n listen-on port {port} {{ 127.0.0.1; }};\n listen-on-v6 {{ none; }};\n recursion no;\n dnssec-validation no;\n notify no;\n}};\ninclude \"{}\";\nzone \"{ZONE}\" {{ type primary; file \"{d}/example.test.zone\"; allow-update {{ key \"{KEY_NAME}\"; }}; }};\n",
+                "options {{\n directory \"{d}\";\n pid-file \"{d}/named.pid\";\n session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n listen-on port {port} {{ {ip}; }};\n listen-on-v6 {{ none; }};\n recursion no;\n dnssec-validation no;\n notify no;\n}};\ninclude \"{}\";\ncontrols {{ inet {ip} port {control_port} allow {{ {ip}; }} keys {{ \"{KEY_NAME}\"; }}; }};\nzone \"{ZONE}\" {{ {zone} }};\n",
                 key_file.display()
             ),
         )
@@ -255,24 +368,51 @@ impl Bind {
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("named starts");
-        wait_listening(&mut child, port, "named", &log);
+        wait_listening(&mut child, (ip, port), "named", &log);
         Self {
             child,
             dir,
+            ip,
             port,
             key_file,
+            control_port,
+            _lo: lo,
         }
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        std::net::SocketAddr::new(self.ip, self.port).to_string()
+    }
+
+    /// Makes a secondary transfer the zone now (`rndc refresh`).
+    pub fn catch_up(&self) {
+        let conf = self.dir.join("rndc.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "include \"{}\";\noptions {{ default-key \"{KEY_NAME}\"; default-server {}; default-port {}; }};\n",
+                self.key_file.display(),
+                self.ip,
+                self.control_port
+            ),
+        )
+        .expect("rndc.conf");
+        let out = Command::new("/usr/sbin/rndc")
+            .args(["-c", path_str(&conf), "refresh", ZONE])
+            .output()
+            .expect("rndc (bind9) runs");
+        assert!(
+            out.status.success(),
+            "rndc refresh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// What `dig` sees for `name`/`rtype` (an independent client), one answer per line.
     pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
         let out = Command::new("dig")
             .args([
-                "@127.0.0.1",
+                &format!("@{}", self.ip),
                 "-p",
                 &self.port.to_string(),
                 "+short",
@@ -298,8 +438,9 @@ impl Bind {
         let script = format!(
             "#!/bin/sh\nset -e\necho \"{action} $CERTKEEPER_DCV_RECORD_NAME $CERTKEEPER_DCV_RECORD_TYPE $CERTKEEPER_DCV_RECORD_VALUE domain=$CERTKEEPER_DCV_DOMAIN method=$CERTKEEPER_DCV_METHOD vars=$(env | cut -d= -f1 | sort | tr '\\n' ',')\" >> {log}\n\
              value=\"$CERTKEEPER_DCV_RECORD_VALUE\"\n[ \"$CERTKEEPER_DCV_RECORD_TYPE\" = CNAME ] && value=\"$value.\"\n[ \"$CERTKEEPER_DCV_RECORD_TYPE\" = TXT ] && value=\"\\\"$value\\\"\"\n\
-             printf 'server 127.0.0.1 {port}\\nzone {ZONE}\\nupdate {action} %s{ttl} %s %s\\nsend\\n' \"$CERTKEEPER_DCV_RECORD_NAME\" \"$CERTKEEPER_DCV_RECORD_TYPE\" \"$value\" | /usr/bin/nsupdate -k {key}\n",
+             printf 'server {ip} {port}\\nzone {ZONE}\\nupdate {action} %s{ttl} %s %s\\nsend\\n' \"$CERTKEEPER_DCV_RECORD_NAME\" \"$CERTKEEPER_DCV_RECORD_TYPE\" \"$value\" | /usr/bin/nsupdate -k {key}\n",
             log = log.display(),
+            ip = self.ip,
             port = self.port,
             key = self.key_file.display(),
         );
@@ -425,7 +566,7 @@ impl Pebble {
             .stderr(Stdio::null())
             .spawn()
             .expect("pebble starts");
-        wait_listening(&mut child, port, "pebble", &log);
+        wait_listening(&mut child, ([127, 0, 0, 1], port), "pebble", &log);
         Self {
             child,
             dir,
