@@ -352,6 +352,15 @@ pub fn name_list(common_name: Option<String>, others: &[String]) -> Vec<String> 
     names
 }
 
+/// The `www.`/base companion some CertCentral products add for free to a common name:
+/// `www.example.com` for `example.com`, and back.
+pub fn companion(common_name: &str) -> String {
+    match common_name.strip_prefix("www.") {
+        Some(base) => base.to_owned(),
+        None => format!("www.{common_name}"),
+    }
+}
+
 /// A stable 64-bit hash (FNV-1a): for fingerprints and per-name jitter that must not change
 /// between runs or releases.
 pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {

@@ -2,20 +2,26 @@
 //! (unix seconds); it never reads the clock or the disk, so it is tested as a table.
 //!
 //! A certificate is due (SPEC.md "When a certificate is renewed") when its file is missing or
-//! unreadable, its key does not match, its names differ from the configured ones, or its
-//! renewal time has come: it expires within `renew_before` plus its jitter, its key is older
-//! than `rotate_key_after`, or (ACME with ARI, RFC 9773) the CA's window says so.
+//! unreadable, its key does not match, its names differ from the configured ones (either way),
+//! or its renewal time has come: it expires within `renew_before` plus its jitter, its key is
+//! older than `rotate_key_after`, or (ACME with ARI, RFC 9773) the CA's window says so.
 //!
-//! Two rules keep a policy from renewing in a loop when lifetimes shrink under it (a fleet
-//! configured for 397-day certificates meeting 47-day ones):
+//! Two rules keep expiry-based timing from renewing in a loop when lifetimes shrink under it (a
+//! fleet configured for 397-day certificates meeting 47-day ones):
 //!
 //! - the lead (`renew_before` plus jitter) is capped at half the certificate's lifetime;
-//! - no time-based reason fires before half the lifetime has passed since the certificate's
+//! - no expiry-based reason fires before half the lifetime has passed since the certificate's
 //!   start or its last renewal, whichever is later.
 //!
-//! So a freshly issued certificate is never due by time, whatever the configuration says. With
-//! ARI, the CA's window replaces `renew_before`, and a safety net remains: renew regardless once
-//! a twentieth of the lifetime is left (as certmagic does).
+//! So a freshly issued certificate is never due by expiry, whatever the configuration says. Key
+//! rotation is by the key's age alone: it cannot loop, as every rotation makes a new key whose
+//! age starts at zero (and `rotate_key_after` is at least a day). With ARI, the CA's window
+//! replaces `renew_before`, and a safety net remains: renew regardless once a twentieth of the
+//! lifetime is left (as certmagic does).
+//!
+//! An extra name in the certificate is tolerated only when it is the free companion some
+//! CertCentral products add to the common name (`www.` and the base domain, or the base domain
+//! of a wildcard); any other extra name makes the certificate due, to be reissued without it.
 
 use std::fmt;
 use std::time::Duration;
@@ -77,8 +83,10 @@ pub enum DueReason {
         renew_at: i64,
     },
     KeyMismatch,
+    /// Configured names the certificate lacks, and names it has that are no longer configured.
     NamesDiffer {
         missing: Vec<String>,
+        extra: Vec<String>,
     },
     KeyRotation {
         age_days: i64,
@@ -119,11 +127,22 @@ impl fmt::Display for DueReason {
                 )
             }
             Self::KeyMismatch => f.write_str("key_file does not hold the certificate's key"),
-            Self::NamesDiffer { missing } => write!(
-                f,
-                "certificate lacks configured names: {}",
-                missing.join(", ")
-            ),
+            Self::NamesDiffer { missing, extra } => {
+                let mut parts = Vec::with_capacity(2);
+                if !missing.is_empty() {
+                    parts.push(format!(
+                        "certificate lacks configured names: {}",
+                        missing.join(", ")
+                    ));
+                }
+                if !extra.is_empty() {
+                    parts.push(format!(
+                        "certificate has names no longer configured: {}",
+                        extra.join(", ")
+                    ));
+                }
+                f.write_str(&parts.join("; "))
+            }
             Self::KeyRotation { age_days } => {
                 write!(f, "key is {age_days} days old (rotate_key_after)")
             }
@@ -218,7 +237,7 @@ pub fn assess(
     };
     let lifetime = not_after.saturating_sub(not_before).max(0);
     let half = lifetime / 2;
-    // No time-based reason before half the lifetime since the start or the last renewal.
+    // No expiry-based reason before half the lifetime since the start or the last renewal.
     let started = last_renewed
         .filter(|t| *t <= now)
         .map_or(not_before, |t| t.max(not_before));
@@ -242,7 +261,7 @@ pub fn assess(
         configured
     };
     let rotate_at = match (policy.rotate_key_after, key_created) {
-        (Some(after), Some(created)) => Some(created.saturating_add(secs(after)).max(floor)),
+        (Some(after), Some(created)) => Some(created.saturating_add(secs(after))),
         _ => None,
     };
     let ari = policy
@@ -274,17 +293,12 @@ pub fn assess(
 
     let due = if !key_matches {
         Some(DueReason::KeyMismatch)
-    } else if let Some(missing) = policy
+    } else if let Some((missing, extra)) = policy
         .expected_names
-        .map(|want| {
-            want.iter()
-                .filter(|n| !names.iter().any(|h| h.eq_ignore_ascii_case(n)))
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-        .filter(|m| !m.is_empty())
+        .map(|want| names_differ(want, names))
+        .filter(|(m, e)| !m.is_empty() || !e.is_empty())
     {
-        Some(DueReason::NamesDiffer { missing })
+        Some(DueReason::NamesDiffer { missing, extra })
     } else if now >= renew_at {
         Some(match rule {
             Rule::RenewBefore | Rule::HalfLife => DueReason::Expiring {
@@ -314,6 +328,27 @@ pub fn assess(
         next_check,
         note,
     }
+}
+
+/// The configured names `want` (common name first) the certificate's `have` lacks, and the
+/// names it has beyond them, less the common name's free companion.
+fn names_differ(want: &[String], have: &[String]) -> (Vec<String>, Vec<String>) {
+    let has = |list: &[String], n: &str| list.iter().any(|h| h.eq_ignore_ascii_case(n));
+    let missing = want.iter().filter(|n| !has(have, n)).cloned().collect();
+    let extra = have
+        .iter()
+        .filter(|n| !has(want, n) && !want.first().is_some_and(|cn| is_companion(cn, n)))
+        .cloned()
+        .collect();
+    (missing, extra)
+}
+
+/// Whether `name` is the companion CertCentral adds for free to common name `cn`:
+/// `www.example.com` for `example.com` and back, `example.com` for `*.example.com`.
+fn is_companion(cn: &str, name: &str) -> bool {
+    let cn = cn.to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
+    crate::model::companion(&cn) == name || cn.strip_prefix("*.") == Some(name.as_str())
 }
 
 fn secs(d: Duration) -> i64 {
@@ -433,21 +468,48 @@ mod tests {
                 now: DAY,
                 due: Some(DueReason::NamesDiffer {
                     missing: vec!["b.test".into()],
+                    extra: vec![],
                 }),
                 next_check: DAY,
             },
             Case {
-                what: "extra names are fine",
+                what: "a name no longer configured",
+                state: present(0, 90 * DAY, &["a.test", "b.test", "c.test"], true, Some(0)),
+                now: DAY,
+                due: Some(DueReason::NamesDiffer {
+                    missing: vec![],
+                    extra: vec!["c.test".into()],
+                }),
+                next_check: DAY,
+            },
+            Case {
+                what: "the common name's free www companion is fine",
                 state: present(
                     0,
                     90 * DAY,
-                    &["a.test", "b.test", "www.a.test"],
+                    &["a.test", "B.test", "www.a.test"],
                     true,
                     Some(0),
                 ),
                 now: DAY,
                 due: None,
                 next_check: DAY + 6 * 3600,
+            },
+            Case {
+                what: "a www name of another configured name is not a companion",
+                state: present(
+                    0,
+                    90 * DAY,
+                    &["a.test", "b.test", "www.b.test"],
+                    true,
+                    Some(0),
+                ),
+                now: DAY,
+                due: Some(DueReason::NamesDiffer {
+                    missing: vec![],
+                    extra: vec!["www.b.test".into()],
+                }),
+                next_check: DAY,
             },
             Case {
                 what: "key rotation",
@@ -457,11 +519,18 @@ mod tests {
                 next_check: 200 * DAY,
             },
             Case {
-                what: "rotation waits for half the lifetime",
+                what: "rotation by key age alone, early in a long lifetime",
+                state: present(30 * DAY, 400 * DAY, &ab, true, Some(0)),
+                now: 60 * DAY,
+                due: Some(DueReason::KeyRotation { age_days: 60 }),
+                next_check: 60 * DAY,
+            },
+            Case {
+                what: "a key younger than rotate_key_after",
                 state: present(0, 400 * DAY, &ab, true, Some(0)),
-                now: 199 * DAY,
+                now: 59 * DAY,
                 due: None,
-                next_check: 199 * DAY + 6 * 3600,
+                next_check: 59 * DAY + 6 * 3600,
             },
         ];
         for c in cases {
@@ -586,14 +655,16 @@ mod tests {
 
     proptest! {
         /// No accepted configuration (any lead, jitter and rotation within the config's bounds)
-        /// makes a freshly issued certificate due, whatever its lifetime.
+        /// makes a freshly issued certificate with a key younger than `rotate_key_after` due,
+        /// whatever its lifetime.
         #[test]
         fn a_fresh_certificate_is_never_due(
             lifetime in 60i64..(4000 * DAY),
             age_share in 0.0f64..0.49,
             rb in renew_before(),
             jitter in 0u64..=(30 * DAY as u64),
-            rotate in proptest::option::of(3600u64..=(3650 * DAY as u64)),
+            rotate in proptest::option::of((DAY as u64)..=(3650 * DAY as u64)),
+            key_share in 0.0f64..1.0,
             not_before in 0i64..(100_000 * DAY),
         ) {
             let names = vec!["x".to_owned()];
@@ -607,12 +678,14 @@ mod tests {
                 ari: None,
             };
             let now = not_before + (lifetime as f64 * age_share) as i64;
+            // The key is younger than rotate_key_after, as a key is right after a rotation.
+            let key_age = rotate.map_or(now - not_before, |r| (r as f64 * key_share) as i64);
             let state = CertState::Present {
                 not_before,
                 not_after: not_before + lifetime,
                 names: names.clone(),
                 key_matches: true,
-                key_created: Some(not_before),
+                key_created: Some(now - key_age),
                 last_renewed: Some(not_before),
             };
             let a = assess(&state, &p, None, now);

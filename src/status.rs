@@ -24,6 +24,9 @@ pub struct Row {
     pub not_after: Option<String>,
     pub days_left: Option<i64>,
     pub key_age_days: Option<i64>,
+    /// Where the key's age comes from: `time certkeeper generated it`, `certificate's
+    /// notBefore` (a key certkeeper did not make) or `key file's mtime`.
+    pub key_age_source: Option<&'static str>,
     /// The journal's step (`idle`, `key_ready`, `submitting`, `pending`, `validating`,
     /// `issued`, `installed`, `rolling_back`).
     pub step: &'static str,
@@ -100,6 +103,7 @@ fn row(config: &Config, cert: &Certificate, now: i64, keys: KeyCheck) -> Row {
         journal_error,
         assessment,
         facts,
+        key_age,
         retrying,
     } = renewal::observe(cert, &config.daemon, now, keys);
     let mut detail = assessment.due.as_ref().map(ToString::to_string);
@@ -204,10 +208,8 @@ fn row(config: &Config, cert: &Certificate, now: i64, keys: KeyCheck) -> Row {
         days_left: facts
             .as_ref()
             .map(|f| (f.not_after - now).div_euclid(86_400)),
-        key_age_days: facts
-            .as_ref()
-            .and(journal.key_created)
-            .map(|k| (now - k) / 86_400),
+        key_age_days: key_age.map(|(k, _)| now.saturating_sub(k).div_euclid(86_400)),
+        key_age_source: key_age.map(|(_, s)| s.as_str()),
         step: journal.step.name(),
         request_id,
         pending_since,

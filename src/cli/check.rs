@@ -62,6 +62,9 @@ pub(super) async fn run(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
             None => row.issuer.clone(),
         };
         println!("  {} ({target}, {}): {what}", row.name, row.method);
+        if let (Some(days), Some(source)) = (row.key_age_days, row.key_age_source) {
+            println!("    key {days} days old (from the {source})");
+        }
         if let Some(note) = &row.note {
             println!("  warning {}: {note}", row.name);
         }

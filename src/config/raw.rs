@@ -97,7 +97,7 @@ pub(super) struct RawCertificate {
     pub comments: Option<String>,
     pub cert_validity_days: Option<Spanned<u32>>,
     pub renew_before: Option<RenewBefore>,
-    pub rotate_key_after: Option<Dur<3600, TEN_YEARS>>,
+    pub rotate_key_after: Option<Dur<DAY, TEN_YEARS>>,
     pub cert_file: Spanned<PathBuf>,
     pub key_file: Spanned<PathBuf>,
     pub chain_file: Option<Spanned<PathBuf>>,

@@ -130,6 +130,13 @@ impl Live {
             .map(|(bytes, _)| bytes)
     }
 
+    /// When the live generation's file for `role` was last written (unix seconds).
+    pub fn current_mtime(&self, role: FileRole) -> Option<i64> {
+        let dir = Dir::open(&self.dir, &Trust::default()).ok()?;
+        let generation = dir.child(dir.read_link(CURRENT).ok()?).ok()?;
+        generation.stat(role.file_name()).ok().map(|st| st.st_mtime)
+    }
+
     /// Writes generation `generation` with `files`, replacing any incomplete earlier attempt.
     /// The live generation is never touched.
     pub fn stage(&self, generation: &str, files: &[StagedFile]) -> Result<(), Error> {

@@ -45,7 +45,8 @@ pub use deploy::wait_shielded;
 pub use journal::{Journal, LastError, PubState, Publication, Published, Store};
 pub use step::{Attempt, OrderSnapshot, Request, Step, Target};
 pub use view::{
-    KeyCheck, Observation, assess, disk_state, observe, policy, unconfigured_work, waiting_for,
+    KeyAgeSource, KeyCheck, Observation, assess, disk_state, key_age, observe, policy,
+    unconfigured_work, waiting_for,
 };
 
 use crate::certcentral::{self, Client, ClientOptions, RetryPolicy};

@@ -178,7 +178,7 @@ impl Ctx<'_> {
                 not_after: facts.not_after,
                 names: facts.dns_names.clone(),
                 key_matches: crypto::key_matches_verified(&key_pem, &facts),
-                key_created: j.key_created,
+                key_created: super::key_age(&cert, &daemon.state_dir, &j, &facts).map(|(t, _)| t),
                 last_renewed: j.last_success,
             };
             let expected = cert.expected_names();

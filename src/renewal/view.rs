@@ -2,9 +2,13 @@
 //! the scheduler's verdict, and what a waiting step waits for. Shared by the engine's quick look,
 //! `status`, `check`, metrics and the daemon's schedule; it never writes and never asks a CA.
 
+use std::path::Path;
+
 use super::{Journal, LastError, Request, Step, Store, describe_target, journal};
 use crate::config::{self, Certificate};
 use crate::crypto::{self, CertFacts};
+use crate::install::Live;
+use crate::model::FileRole;
 use crate::scheduler::{self, Assessment, CertState, Policy};
 
 /// How hard to check that a key matches its certificate.
@@ -17,50 +21,109 @@ pub enum KeyCheck {
     Derived,
 }
 
-/// The facts on disk for one certificate, as the scheduler needs them. Files are read bounded
-/// and without blocking on FIFOs ([`crate::safefs`]).
+/// The facts on disk for one certificate.
+pub struct OnDisk {
+    /// As the scheduler needs them.
+    pub state: CertState,
+    /// The installed certificate, when it can be read.
+    pub facts: Option<CertFacts>,
+    /// When its key was created, and the evidence for it.
+    pub key_age: Option<(i64, KeyAgeSource)>,
+}
+
+/// Reads the facts on disk for one certificate. Files are read bounded and without blocking
+/// on FIFOs ([`crate::safefs`]).
 pub fn disk_state(
     cert: &Certificate,
+    state_dir: &Path,
     journal: &Journal,
     check: KeyCheck,
-) -> (CertState, Option<CertFacts>) {
+) -> OnDisk {
     let missing = |e: &dyn std::fmt::Display| {
         let (path, e) = (cert.files.cert.display().to_string(), e.to_string());
         // Refusals from safefs name the path already.
-        CertState::Missing(if e.starts_with(&path) {
+        let why = if e.starts_with(&path) {
             e
         } else {
             format!("{path}: {e}")
-        })
+        };
+        OnDisk {
+            state: CertState::Missing(why),
+            facts: None,
+            key_age: None,
+        }
     };
     let facts = match crate::safefs::read_to_string(&cert.files.cert, crate::safefs::PEM_LIMIT) {
         Ok(text) => match CertFacts::from_pem(&text) {
             Ok(f) => f,
-            Err(e) => return (missing(&e), None),
+            Err(e) => return missing(&e),
         },
-        Err(e) => return (missing(&e), None),
+        Err(e) => return missing(&e),
     };
     let key_matches = crate::safefs::read_to_string(&cert.files.key, crate::safefs::PEM_LIMIT)
         .is_ok_and(|k| match check {
             KeyCheck::Embedded => crypto::key_matches(&k, &facts),
             KeyCheck::Derived => crypto::key_matches_verified(&k, &facts),
         });
-    let key_created = journal.key_created.or_else(|| {
-        std::fs::metadata(&cert.files.key)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_secs()).ok())
-    });
+    let key_age = key_age(cert, state_dir, journal, &facts);
     let state = CertState::Present {
         not_before: facts.not_before,
         not_after: facts.not_after,
         names: facts.dns_names.clone(),
         key_matches,
-        key_created,
+        key_created: key_age.map(|(t, _)| t),
         last_renewed: journal.last_success,
     };
-    (state, Some(facts))
+    OnDisk {
+        state,
+        facts: Some(facts),
+        key_age,
+    }
+}
+
+/// Where a key's age comes from, for `status` and `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAgeSource {
+    /// certkeeper generated the key and recorded when.
+    Generated,
+    /// The `notBefore` of the certificate the key belongs to (a key certkeeper did not make).
+    Certificate,
+    /// The modification time of certkeeper's own copy of the key, older than the certificate.
+    KeyFile,
+}
+
+impl KeyAgeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Generated => "time certkeeper generated it",
+            Self::Certificate => "certificate's notBefore",
+            Self::KeyFile => "key file's mtime",
+        }
+    }
+}
+
+/// When the installed key was created, from the earliest evidence: the journal when certkeeper
+/// generated it; otherwise the `notBefore` of the certificate it belongs to, or the key file's
+/// mtime when that is older and the file is certkeeper's own (an mtime anyone can set is not
+/// evidence). Never in the future.
+pub fn key_age(
+    cert: &Certificate,
+    state_dir: &Path,
+    journal: &Journal,
+    facts: &CertFacts,
+) -> Option<(i64, KeyAgeSource)> {
+    if let Some(t) = journal.key_created {
+        return Some((t, KeyAgeSource::Generated));
+    }
+    let live = Live::new(state_dir, cert.name.as_str());
+    let mtime = live
+        .is_our_link(FileRole::Key, &cert.files.key)
+        .then(|| live.current_mtime(FileRole::Key))
+        .flatten();
+    match mtime {
+        Some(m) if m < facts.not_before => Some((m, KeyAgeSource::KeyFile)),
+        _ => Some((facts.not_before, KeyAgeSource::Certificate)),
+    }
 }
 
 /// The scheduler's policy for `cert`.
@@ -91,12 +154,12 @@ pub fn assess(
     journal: &Journal,
     now: i64,
     check: KeyCheck,
-) -> (Assessment, Option<CertFacts>) {
-    let (state, facts) = disk_state(cert, journal, check);
+) -> (Assessment, OnDisk) {
+    let disk = disk_state(cert, &daemon.state_dir, journal, check);
     let expected = cert.expected_names();
     let policy = policy(cert, daemon, journal, expected.as_deref());
-    let serial = facts.as_ref().map(|f| f.serial.as_str());
-    (scheduler::assess(&state, &policy, serial, now), facts)
+    let serial = disk.facts.as_ref().map(|f| f.serial.as_str());
+    (scheduler::assess(&disk.state, &policy, serial, now), disk)
 }
 
 /// What a reader (`status`, the metrics) sees of a certificate: its journal, or why it could
@@ -108,6 +171,8 @@ pub struct Observation {
     pub assessment: Assessment,
     /// The installed certificate, when it can be read.
     pub facts: Option<CertFacts>,
+    /// When the installed key was created, and the evidence for it.
+    pub key_age: Option<(i64, KeyAgeSource)>,
     /// A call being retried right now, if any (not for idle certificates).
     pub retrying: Option<LastError>,
 }
@@ -132,12 +197,13 @@ pub fn observe(
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
     };
-    let (assessment, facts) = assess(cert, daemon, &journal, now, keys);
+    let (assessment, disk) = assess(cert, daemon, &journal, now, keys);
     Observation {
         journal,
         journal_error,
         assessment,
-        facts,
+        facts: disk.facts,
+        key_age: disk.key_age,
         retrying,
     }
 }

@@ -14,5 +14,6 @@ mod fixtures;
 mod fleet;
 mod keys;
 mod order;
+mod policy;
 mod renew;
 mod servers;

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::{Answer, Polled, Prepared};
 use crate::certcentral::{self, Client, SubmitCertificate, SubmitRequest, SubmitResponse};
 use crate::crypto;
-use crate::model::{DcvMethod, Method, SignatureHash, name_list, unix_now};
+use crate::model::{DcvMethod, Method, SignatureHash, companion, name_list, unix_now};
 use crate::renewal::step::RandomValue;
 use crate::renewal::{
     Attempt, Ctx, Error, Failure, LastError, ORDER_ENDED, OrderSnapshot, Request, Step, Target,
@@ -561,13 +561,6 @@ fn duplicate_rules(wanted: &[String], on_order: &[String]) -> Result<(), String>
 }
 
 /// The free `www.`/base companion CertCentral adds to some orders (certcentral-api.md §2.2).
-fn companion(common_name: &str) -> String {
-    match common_name.strip_prefix("www.") {
-        Some(base) => base.to_owned(),
-        None => format!("www.{common_name}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
