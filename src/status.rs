@@ -16,7 +16,8 @@ pub struct Row {
     /// The CertCentral order (for ACME: DigiCert's `orderId`, if any).
     pub order_id: Option<u64>,
     pub method: String,
-    /// `ok`, `due`, `pending`, `renewing` or `failed`.
+    /// `ok`, `due`, `pending`, `downloading` (the CA has issued; the download is left),
+    /// `renewing` or `failed`.
     pub state: &'static str,
     /// Why the certificate is due, or what a pending request waits for.
     pub detail: Option<String>,
@@ -38,6 +39,9 @@ pub struct Row {
     pub retrying: Option<String>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
+    /// What retrying can do for the last error: `transient`, `needs_person` or
+    /// `needs_config_change`.
+    pub retry_class: Option<&'static str>,
     pub failures: u32,
     pub last_success: Option<String>,
     pub next_check: Option<String>,
@@ -48,8 +52,8 @@ pub struct Row {
     pub renew_at: Option<String>,
     /// A policy value that does not fit the installed certificate.
     pub note: Option<String>,
-    /// Needs a person: blocked until the configuration changes, five failures in a row, or a
-    /// request pending for more than three days.
+    /// Needs a person: blocked until the configuration changes, an error only a person can
+    /// fix, five failures in a row, or a request pending for more than three days.
     pub stuck: bool,
 }
 
@@ -114,13 +118,36 @@ fn row(config: &Config, cert: &Certificate, now: i64, keys: KeyCheck) -> Row {
         crate::config::Issuer::CertCentral { .. } => cert.validation.dcv_method.to_string(),
         crate::config::Issuer::Acme { challenge, .. } => challenge.to_string(),
     };
+    // CertCentral has issued: nothing waits for it any more, only for the download.
+    let downloading = journal.step.downloading();
+    let download_failed = |id: u64, e: &str| {
+        format!("CertCentral issued certificate {id}; downloading it failed: {e}")
+    };
     let state = match &journal.step {
         _ if failed || journal_error.is_some() => {
             next_check = journal.retry_at.filter(|t| *t != i64::MAX);
-            if journal.step.request().is_some() {
-                detail = Some(format!("while {}", renewal::waiting_for(&journal.step)));
+            if let (Some(id), Some(e)) = (downloading, &journal.last_error) {
+                detail = Some(download_failed(id, &e.message));
+            } else if journal.step.request().is_some() {
+                detail = Some(format!(
+                    "while waiting for {}",
+                    renewal::waiting_for(&journal.step)
+                ));
             }
             "failed"
+        }
+        Step::Pending {
+            request,
+            since,
+            next_poll,
+            ..
+        } if downloading.is_some() => {
+            request_id = request.request_id();
+            pending_since = Some(fmt_time(*since));
+            next_check = Some(*next_poll);
+            detail = downloading
+                .map(|id| format!("CertCentral issued certificate {id}; downloading it"));
+            "downloading"
         }
         Step::Pending {
             request,
@@ -169,13 +196,14 @@ fn row(config: &Config, cert: &Certificate, now: i64, keys: KeyCheck) -> Row {
     // A call failing right now (in-call retries) is said first: the renewal is not simply
     // waiting.
     if let Some(r) = retrying.as_ref().filter(|_| state != "failed") {
-        detail = Some(match journal.step.request() {
-            Some(_) => format!(
+        detail = Some(match (downloading, journal.step.request()) {
+            (Some(id), _) => download_failed(id, &r.message),
+            (None, Some(_)) => format!(
                 "retrying after an error: {}; while waiting for {}",
                 r.message,
                 renewal::waiting_for(&journal.step)
             ),
-            None => format!("retrying after an error in step {}: {}", r.step, r.message),
+            (None, None) => format!("retrying after an error in step {}: {}", r.step, r.message),
         });
     }
     if !journal.published.is_empty() && validation.is_none() {
@@ -218,6 +246,11 @@ fn row(config: &Config, cert: &Certificate, now: i64, keys: KeyCheck) -> Row {
         last_error: journal_error
             .or_else(|| journal.last_error.as_ref().map(|e| e.message.clone())),
         last_error_at: journal.last_error.as_ref().map(|e| fmt_time(e.at)),
+        retry_class: journal
+            .last_error
+            .as_ref()
+            .and_then(|e| e.class)
+            .map(renewal::RetryClass::as_str),
         failures: journal.failures,
         last_success: journal.last_success.map(fmt_time),
         next_check: next_check.map(fmt_time),
@@ -225,6 +258,10 @@ fn row(config: &Config, cert: &Certificate, now: i64, keys: KeyCheck) -> Row {
         renew_at: assessment.renew_at.map(fmt_time),
         note: assessment.note,
         stuck: journal.blocked.is_some()
+            || journal
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.class == Some(renewal::RetryClass::NeedsPerson))
             || journal.failures >= renewal::notify_stuck_failures()
             || pending_long,
     }
@@ -249,6 +286,8 @@ pub fn table(rows: &[Row]) -> String {
     );
     for r in rows {
         let mut detail = match (&r.last_error, &r.detail) {
+            // A detail that tells the error already (a failing download) stands alone.
+            (Some(e), Some(d)) if r.state == "failed" && d.contains(e.as_str()) => d.clone(),
             (Some(e), Some(d)) if r.state == "failed" => format!("last error: {e} ({d})"),
             (Some(e), None) if r.state == "failed" => format!("last error: {e}"),
             (_, Some(d)) => d.clone(),

@@ -61,6 +61,8 @@ pub enum Error {
         endpoint: String,
         detail: String,
         maybe_processed: bool,
+        /// The `timeout` ran out (rather than the connection failing).
+        timed_out: bool,
     },
     /// The answer could not be understood.
     #[error("unexpected answer from CertCentral to {endpoint}: {detail}")]
@@ -76,6 +78,18 @@ impl Error {
         matches!(
             self,
             Self::RateLimited { .. } | Self::Server { .. } | Self::Transport { .. }
+        )
+    }
+
+    /// Whether the connection broke (refused, reset, closed) rather than the server answering
+    /// or the timeout running out: worth one quick retry within the call.
+    pub fn is_broken_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::Transport {
+                timed_out: false,
+                ..
+            }
         )
     }
 

@@ -2,10 +2,12 @@
 //! duplicate, the reissue and duplicate lists, downloads.
 //!
 //! Every call carries `X-DC-DEVKEY`; TLS is always verified (extra roots from `ca_file`).
-//! Idempotent GETs are retried on 429, 5xx and transport errors with backoff, honouring
-//! `Retry-After`. A POST that creates something is retried only when it certainly was not
-//! processed (429, or the connection never opened): the renewal engine looks at the order
-//! before anything is sent again. This module knows nothing of config files or state.
+//! A call is repeated at most once, after [`RECONNECT_DELAY`], and only when the connection
+//! broke (refused, reset, closed): a GET always, a POST that creates something only when it
+//! certainly was not processed (the connection never opened). Everything else, 429 and 5xx
+//! with their `Retry-After` included, goes back to the caller, whose journal backs off: a call
+//! never sleeps long while its caller holds a certificate's lock. This module knows nothing of
+//! config files or state.
 
 mod error;
 pub mod limit;
@@ -29,6 +31,9 @@ use crate::model::{ApiKey, ApiUrl, OrderId};
 /// Download formats (§4). `pem_noroot` is leaf + intermediates.
 pub const FORMAT_PEM_NOROOT: &str = "pem_noroot";
 
+/// The wait before the one repeat of a call whose connection broke.
+pub const RECONNECT_DELAY: Duration = Duration::from_millis(250);
+
 /// The largest answer accepted: CertCentral's JSON and PEM answers are KiBs.
 pub const BODY_LIMIT: u64 = 1024 * 1024;
 
@@ -44,10 +49,6 @@ pub struct ClientOptions {
     /// Extra trust roots, PEM.
     pub extra_roots_pem: Option<Vec<u8>>,
     pub timeout: Duration,
-    /// Backoff between attempts of one call.
-    pub retry: RetryPolicy,
-    /// Attempts per call before the error is handed to the caller.
-    pub attempts: u32,
     /// Apply the process-wide limiter for this API key (off only for benchmarks).
     pub rate_limit: bool,
 }
@@ -59,8 +60,6 @@ impl ClientOptions {
             api_key,
             extra_roots_pem: None,
             timeout: Duration::from_secs(30),
-            retry: RetryPolicy::RATE_LIMIT,
-            attempts: 4,
             rate_limit: true,
         }
     }
@@ -317,28 +316,24 @@ impl Client {
         body: Option<&B>,
         replay: Replay,
     ) -> Result<String, Error> {
-        let mut attempt = 0;
-        loop {
-            match self.once(method.clone(), path, body).await {
-                Ok(text) => return Ok(text),
-                Err(e) => {
-                    let repeatable = match replay {
-                        Replay::Idempotent => e.is_retryable(),
-                        Replay::Create => e.is_retryable() && !e.maybe_processed(),
-                    };
-                    attempt += 1;
-                    if !repeatable || attempt >= self.opts.attempts {
-                        return Err(e);
-                    }
-                    let wait = self.opts.retry.delay_now(attempt - 1, e.retry_after());
-                    if let Some(observe) = &self.observer {
-                        observe(&e, wait);
-                    }
-                    warn!(error = %e, wait = %humantime::format_duration(round(wait)), attempt, "CertCentral call failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
+        let e = match self.once(method.clone(), path, body).await {
+            Ok(text) => return Ok(text),
+            Err(e) => e,
+        };
+        let repeatable = e.is_broken_connection()
+            && match replay {
+                Replay::Idempotent => true,
+                Replay::Create => !e.maybe_processed(),
+            };
+        if !repeatable {
+            return Err(e);
         }
+        if let Some(observe) = &self.observer {
+            observe(&e, RECONNECT_DELAY);
+        }
+        warn!(error = %e, "CertCentral connection broke; trying once more");
+        tokio::time::sleep(RECONNECT_DELAY).await;
+        self.once(method, path, body).await
     }
 
     async fn once<B: Serialize>(
@@ -374,6 +369,7 @@ impl Client {
                 endpoint: endpoint.clone(),
                 detail: error_chain(&e),
                 maybe_processed: !e.is_connect(),
+                timed_out: e.is_timeout(),
             }
         })?;
         let status = resp.status();
@@ -434,6 +430,7 @@ async fn read_body(mut resp: reqwest::Response, endpoint: &str) -> Result<String
                     endpoint: endpoint.to_owned(),
                     detail: error_chain(&e),
                     maybe_processed: true,
+                    timed_out: e.is_timeout(),
                 });
             }
         }
@@ -510,10 +507,6 @@ fn key_fingerprint(url: &str, key: &str) -> String {
 
 fn snippet(s: &str) -> String {
     s.chars().take(200).collect::<String>().trim().to_owned()
-}
-
-fn round(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
 }
 
 /// reqwest's Display hides the cause ("error sending request"); operators need it.

@@ -1,34 +1,42 @@
-//! Request and response bodies, named as in certcentral-api.md. Deserialization is lenient
-//! (§8): every field defaults, unknown fields are ignored, ids may be numbers or strings, and
-//! objects may arrive as `[]`.
+//! Request and response bodies, named as in certcentral-api.md. Deserialization is strict
+//! where DigiCert documents a field as always there (an order's `id`, `status` and
+//! `certificate`; a request's `id` and `status`; the `id` of a submitted request and of listed
+//! certificates): its absence is an error naming the field and the call. Everything else is
+//! lenient (§8): optional fields default, unknown fields are ignored, ids may be numbers or
+//! strings, and objects may arrive as `[]`.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// `GET /order/certificate/{order_id}` (§3.1).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub struct OrderInfo {
-    #[serde(deserialize_with = "lenient_u64")]
+    #[serde(deserialize_with = "required_u64")]
     pub id: u64,
     pub status: String,
     #[serde(deserialize_with = "object_or_empty_array")]
     pub certificate: OrderCertificate,
     /// `yyyy-MM-dd`: the end of the paid plan.
+    #[serde(default)]
     pub order_valid_till: Option<String>,
-    #[serde(deserialize_with = "lenient_opt_u64")]
+    #[serde(default, deserialize_with = "lenient_opt_u64")]
     pub auto_reissue: Option<u64>,
+    #[serde(default)]
     pub allow_duplicates: Option<bool>,
-    #[serde(deserialize_with = "object_or_empty_array")]
+    #[serde(default, deserialize_with = "object_or_empty_array")]
     pub product: Product,
+    #[serde(default)]
     pub is_multi_year_plan: Option<Value>,
     /// Whether a request waits on the order (the metadata-sync model, §3.1).
+    #[serde(default)]
     pub has_pending_request: Option<bool>,
     /// The order's DCV method and random value, where order info carries them (dcv.md).
+    #[serde(default)]
     pub dcv_method: Option<String>,
+    #[serde(default)]
     pub dcv_random_value: Option<String>,
     /// The order's domains, where order info lists them (shape not documented: lenient).
-    #[serde(deserialize_with = "lenient_list")]
+    #[serde(default, deserialize_with = "lenient_list")]
     pub domains: Vec<OrderDomain>,
 }
 
@@ -83,12 +91,13 @@ pub struct NameValidation {
 
 /// `GET /domain/{id}?include_dcv=true&include_validation=true` (dcv.md).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub struct DomainInfo {
-    #[serde(deserialize_with = "lenient_u64")]
+    #[serde(deserialize_with = "required_u64")]
     pub id: u64,
     pub name: String,
+    #[serde(default)]
     pub dcv_method: Option<String>,
+    #[serde(default)]
     pub validations: Vec<DomainValidation>,
 }
 
@@ -105,13 +114,13 @@ pub struct DomainValidation {
 
 /// `GET /request/{request_id}` (§3.4).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub struct RequestInfo {
-    #[serde(deserialize_with = "lenient_u64")]
+    #[serde(deserialize_with = "required_u64")]
     pub id: u64,
     pub status: String,
-    #[serde(rename = "type")]
+    #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    #[serde(default)]
     pub processor_comment: Option<String>,
 }
 
@@ -177,22 +186,24 @@ pub struct CertValidity {
 
 /// The `201` answer to a reissue or duplicate: everything but `id` is optional (§2.1).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub struct SubmitResponse {
-    #[serde(deserialize_with = "lenient_u64")]
+    #[serde(deserialize_with = "required_u64")]
     pub id: u64,
+    #[serde(default)]
     pub requests: Vec<RequestRef>,
-    #[serde(deserialize_with = "lenient_opt_u64")]
+    #[serde(default, deserialize_with = "lenient_opt_u64")]
     pub certificate_id: Option<u64>,
+    #[serde(default)]
     pub certificate_chain: Vec<ChainEntry>,
+    #[serde(default)]
     pub dcv_random_value: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub struct RequestRef {
-    #[serde(deserialize_with = "lenient_u64")]
+    #[serde(deserialize_with = "required_u64")]
     pub id: u64,
+    #[serde(default)]
     pub status: Option<String>,
 }
 
@@ -211,22 +222,27 @@ pub struct CertificateList {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub struct ListedCertificate {
-    #[serde(deserialize_with = "lenient_u64")]
+    #[serde(deserialize_with = "required_u64")]
     pub id: u64,
+    #[serde(default)]
     pub serial_number: Option<String>,
     pub status: String,
+    #[serde(default)]
     pub csr: Option<String>,
+    #[serde(default)]
     pub common_name: Option<String>,
-    #[serde(deserialize_with = "names")]
+    #[serde(default, deserialize_with = "names")]
     pub dns_names: Vec<String>,
+    #[serde(default)]
     pub date_created: Option<String>,
+    #[serde(default)]
     pub sub_id: Option<Value>,
 }
 
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    Ok(lenient_opt_u64(d)?.unwrap_or_default())
+/// A required id: `123` or `"123"`; anything else is an error.
+fn required_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    lenient_opt_u64(d)?.ok_or_else(|| serde::de::Error::custom("expected a numeric id"))
 }
 
 /// Accepts `123`, `"123"`, `null` or absence.

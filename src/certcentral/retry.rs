@@ -12,9 +12,6 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// CertCentral documents no reset time for 429; back off from about 5 s (§6).
-    pub const RATE_LIMIT: Self = Self::new(Duration::from_secs(5), Duration::from_secs(300));
-
     pub const fn new(initial: Duration, max: Duration) -> Self {
         Self {
             initial,

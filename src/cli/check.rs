@@ -47,6 +47,10 @@ pub(super) async fn run(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
                 "would poll the CA: {}",
                 row.detail.as_deref().unwrap_or("pending")
             ),
+            "downloading" => format!(
+                "would download: {}",
+                row.detail.as_deref().unwrap_or("the issued certificate")
+            ),
             "renewing" => format!("would resume the renewal at step {}", row.step),
             _ => format!(
                 "would retry from {}: {}",
@@ -168,7 +172,8 @@ fn environment(config: &Config) -> (Vec<ConfigError>, Vec<String>) {
     let err = |m: String| ConfigError::new(&config.path, m);
     for cert in &config.certificates {
         let name = cert.name.as_str();
-        for problem in crate::renewal::preflight::problems(cert) {
+        // Each [[dns_update]]'s key is checked once, below.
+        for problem in crate::renewal::preflight::problems(cert, &[]) {
             errors.push(err(format!("certificate {name:?}: {problem}")));
         }
         if let Some(DnsPublisher::Hooks { cleanup: None, .. }) = &cert.validation.dns {

@@ -338,25 +338,46 @@ async fn renew(path: &Path, args: RenewArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Drives one certificate, waiting for a pending request up to `wait`.
+/// How often `certkeeper renew` tries a certificate whose step fails before it gives up and
+/// leaves the journal to resume (the daemon or a later `renew`).
+pub const RENEW_ATTEMPTS: u32 = 3;
+/// How long `certkeeper renew` waits in all for failed steps to be retried.
+pub const RENEW_RETRY_BUDGET: Duration = Duration::from_secs(60);
+
+/// Drives one certificate, waiting for a pending request up to `wait`. A step failing for a
+/// transient reason is tried [`RENEW_ATTEMPTS`] times, each after its backoff (and the server's
+/// `Retry-After`), as long as the waits fit in [`RENEW_RETRY_BUDGET`]; then, or at once for
+/// any other failure, the failure is returned.
 pub async fn renew_one(
     engine: &Engine,
     cert: &config::Certificate,
     opts: DriveOptions,
     wait: Duration,
 ) -> Result<Outcome, crate::renewal::Error> {
-    let deadline = unix_now() + wait.as_secs() as i64;
+    let deadline = unix_now().saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+    let retry_deadline = unix_now().saturating_add(RENEW_RETRY_BUDGET.as_secs() as i64);
     let mut opts = opts;
+    let mut failures = 0;
     loop {
         let outcome = engine.drive(cert, opts).await?;
-        opts.force = false;
-        match outcome {
-            Outcome::Waiting { until, .. } if until <= deadline => {
-                let secs = (until - unix_now()).max(0) as u64;
-                tokio::time::sleep(Duration::from_secs(secs)).await;
+        // A forced renewal stays forced until it has started (a failure may end it at idle).
+        if !matches!(outcome, Outcome::Failed { .. }) {
+            opts.force = false;
+        }
+        let until = match outcome {
+            Outcome::Waiting { until, .. } if until <= deadline => until,
+            Outcome::Failed {
+                retry_at,
+                class: crate::renewal::RetryClass::Transient,
+                ..
+            } if failures + 1 < RENEW_ATTEMPTS && retry_at <= retry_deadline => {
+                failures += 1;
+                retry_at
             }
             other => return Ok(other),
-        }
+        };
+        let secs = u64::try_from(until.saturating_sub(unix_now())).unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
     }
 }
 

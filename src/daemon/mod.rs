@@ -36,9 +36,10 @@ const DEBOUNCE: Duration = Duration::from_secs(2);
 /// sends anything to the CA, and fails there.
 fn preflight_all(config: &Config) {
     let certs = config.certificates.clone();
+    let dns_updates = config.dns_updates.clone();
     tokio::task::spawn_blocking(move || {
         for c in &certs {
-            for problem in crate::renewal::preflight::problems(c) {
+            for problem in crate::renewal::preflight::problems(c, &dns_updates) {
                 warn!(cert = %c.name, order_id = c.order_id(), %problem, "this certificate cannot be renewed here until this is fixed");
             }
         }

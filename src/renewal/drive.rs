@@ -6,8 +6,8 @@
 use tracing::{error, info, warn};
 
 use super::{
-    Ctx, Error, Failure, LastError, Outcome, Step, Target, describe_issuer, describe_target,
-    fingerprint, issuer, journal, secs, start, waiting_for,
+    Ctx, Error, Failure, LastError, Outcome, RetryClass, Step, Target, describe_issuer,
+    describe_target, fingerprint, issuer, journal, secs, start, waiting_for,
 };
 use crate::config;
 use crate::model::{fmt_time, unix_now};
@@ -151,6 +151,7 @@ impl Ctx<'_> {
                 Some(Outcome::Failed {
                     message: e.message.clone(),
                     retry_at: at,
+                    class: e.class.unwrap_or(RetryClass::Transient),
                 })
             }
             _ => None,
@@ -188,12 +189,17 @@ impl Ctx<'_> {
         let j = &mut *self.j;
         j.failures = j.failures.saturating_add(1);
         j.failures_total = j.failures_total.saturating_add(1);
-        let delay = self
-            .engine
-            .failure_backoff()
-            .delay_now(j.failures - 1, f.error.retry_after());
+        let class = f.error.class();
+        let delay = match class {
+            // Retrying soon cannot help: look again at the longest backoff.
+            RetryClass::NeedsPerson => self.engine.daemon.poll_max,
+            _ => self
+                .engine
+                .failure_backoff()
+                .delay_now(j.failures - 1, f.error.retry_after()),
+        };
         let mut retry_at = now.saturating_add(secs(delay).max(1));
-        if f.error.needs_config_change() {
+        if class == RetryClass::NeedsConfigChange {
             j.blocked = Some(message.clone());
             retry_at = i64::MAX;
         }
@@ -202,6 +208,7 @@ impl Ctx<'_> {
             at: now,
             step: j.step.name().to_owned(),
             message: message.clone(),
+            class: Some(class),
         });
         j.retry_at = Some(retry_at);
         if matches!(*f.back_to, Step::Idle) {
@@ -209,17 +216,37 @@ impl Ctx<'_> {
                 self.store.remove(file);
             }
         }
-        self.transition(*f.back_to)?;
-        if retry_at == i64::MAX {
-            error!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %message, "renewal impossible until the configuration changes");
-        } else {
-            error!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %message, retry_at = %fmt_time(retry_at), "renewal step failed; will retry");
+        // A waiting step looks again no sooner than the failure's backoff (and the server's
+        // `Retry-After`) allow: the one retry layer is this journal's.
+        let mut back_to = *f.back_to;
+        match &mut back_to {
+            Step::Pending { next_poll, .. } => *next_poll = (*next_poll).max(retry_at),
+            Step::Validating { validation, .. } => {
+                validation.next_check = validation.next_check.max(retry_at);
+            }
+            _ => {}
+        }
+        self.transition(back_to)?;
+        match class {
+            RetryClass::NeedsConfigChange => {
+                error!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %message, "renewal impossible until the configuration changes");
+            }
+            RetryClass::NeedsPerson => {
+                error!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %message, retry_at = %fmt_time(retry_at), "renewal step failed and needs a person; will look again");
+            }
+            RetryClass::Transient => {
+                error!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %message, retry_at = %fmt_time(retry_at), "renewal step failed; will retry");
+            }
         }
         if !self.j.published.is_empty() && !matches!(self.j.step, Step::Validating { .. }) {
             self.cleanup_publications().await?;
         }
         self.notify_failure().await;
-        Ok(Outcome::Failed { message, retry_at })
+        Ok(Outcome::Failed {
+            message,
+            retry_at,
+            class,
+        })
     }
 
     /// Why the attempt in progress no longer matches the certificate's configuration (another

@@ -82,6 +82,33 @@ pub struct LastError {
     pub at: i64,
     pub step: String,
     pub message: String,
+    /// What retrying can do (absent in journals written before it was recorded).
+    #[serde(default)]
+    pub class: Option<RetryClass>,
+}
+
+/// What retrying can do for a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryClass {
+    /// It may pass by itself: the network, a 5xx or 429, a timeout, a record not yet visible.
+    /// Retried with the backoff, from `poll_interval` up to `poll_max`.
+    Transient,
+    /// A person must fix the host or the account: a bad key file, a missing program, a
+    /// refused permission, a rejected API key. Retried at `poll_max`; `on_failure` runs once.
+    NeedsPerson,
+    /// Nothing is retried until the certificate's configuration changes.
+    NeedsConfigChange,
+}
+
+impl RetryClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::NeedsPerson => "needs_person",
+            Self::NeedsConfigChange => "needs_config_change",
+        }
+    }
 }
 
 /// An ACME CA's renewal window for the installed certificate (RFC 9773), and the point in it

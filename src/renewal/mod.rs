@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use deploy::wait_shielded;
-pub use journal::{Journal, LastError, PubState, Publication, Published, Store};
+pub use journal::{Journal, LastError, PubState, Publication, Published, RetryClass, Store};
 pub use step::{Attempt, OrderSnapshot, Request, Step, Target};
 pub use view::{
     KeyAgeSource, KeyCheck, Observation, assess, disk_state, key_age, observe, policy,
@@ -96,9 +96,25 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether retrying cannot help until the certificate's configuration changes.
-    fn needs_config_change(&self) -> bool {
-        matches!(self, Self::OrderEnded { .. } | Self::Config(_))
+    /// What retrying can do for this failure.
+    pub fn class(&self) -> RetryClass {
+        use RetryClass::{NeedsConfigChange, NeedsPerson, Transient};
+        match self {
+            Self::OrderEnded { .. } | Self::Config(_) => NeedsConfigChange,
+            Self::CertCentral(e) if e.is_retryable() => Transient,
+            Self::CertCentral(certcentral::Error::Decode { .. }) => Transient,
+            Self::CertCentral(_) => NeedsPerson,
+            Self::Acme(e) if e.is_retryable() => Transient,
+            Self::Acme(_) => NeedsPerson,
+            Self::Validation(validation::Error::Dns(_)) => Transient,
+            Self::Validation(_) => NeedsPerson,
+            Self::State(_)
+            | Self::Install(_)
+            | Self::Hook(_)
+            | Self::ForeignReissue { .. }
+            | Self::Preflight(_) => NeedsPerson,
+            Self::Crypto(_) | Self::Other(_) => Transient,
+        }
     }
 
     /// The server's `Retry-After`, if it sent one.
@@ -121,7 +137,11 @@ pub enum Outcome {
     /// A request is pending at the CA, or a validation is under way; look again at `until`.
     Waiting { until: i64, why: String },
     /// The attempt failed; it is retried from `retry_at`.
-    Failed { message: String, retry_at: i64 },
+    Failed {
+        message: String,
+        retry_at: i64,
+        class: RetryClass,
+    },
 }
 
 /// How to drive.

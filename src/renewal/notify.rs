@@ -20,7 +20,13 @@ impl Ctx<'_> {
     /// After a failure was recorded: runs `on_failure` if the certificate just entered
     /// `failed`, or just turned `stuck`.
     pub(super) async fn notify_failure(&mut self) {
-        let state = if self.j.blocked.is_some() || self.j.failures >= STUCK_FAILURES {
+        let needs_person = self
+            .j
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.class == Some(super::RetryClass::NeedsPerson));
+        let state = if self.j.blocked.is_some() || needs_person || self.j.failures >= STUCK_FAILURES
+        {
             "stuck"
         } else {
             "failed"

@@ -59,6 +59,14 @@ impl Ctx<'_> {
                 }
                 Ok(next)
             }
+            // Saved before the download, so that nothing says the CA is still issuing.
+            Polled::Issued(request) => Ok(Step::Pending {
+                attempt,
+                request,
+                since,
+                polls,
+                next_poll: unix_now(),
+            }),
             Polled::Answer(Answer::Issued { pem, request: r }) => match self.issued(&attempt, &pem)
             {
                 Ok(step) => Ok(step),

@@ -10,19 +10,21 @@
 //!   file can be created there and given the configured owner and group (a probe file, removed
 //!   at once);
 //! - `http_root` is a folder where the validation file can be created;
+//! - the TSIG key of the `[[dns_update]]` it publishes through can be read and is private;
 //! - every hook program exists and is executable.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Certificate, DnsPublisher};
+use crate::config::{Certificate, DnsPublisher, DnsUpdate};
 use crate::install::fs::{Ownership, resolve_owner};
 use crate::safefs::{self, Dir};
 
 /// Everything that stops `cert` from being installed or validated here, each an actionable
-/// sentence. Empty when all is well. Blocking: call it off the event loop.
-pub fn problems(cert: &Certificate) -> Vec<String> {
+/// sentence. Empty when all is well. `dns_updates` are the servers whose TSIG keys to check
+/// (empty when the caller checks them itself). Blocking: call it off the event loop.
+pub fn problems(cert: &Certificate, dns_updates: &[DnsUpdate]) -> Vec<String> {
     let mut out = Vec::new();
     let owner = match resolve_owner(cert.owner.as_deref(), cert.group.as_deref()) {
         Ok(o) => o,
@@ -63,6 +65,12 @@ pub fn problems(cert: &Certificate) -> Vec<String> {
         ) {
             out.push(format!("http_root: {m}"));
         }
+    }
+    if let Some(DnsPublisher::Update(name)) = &cert.validation.dns
+        && let Some(u) = dns_updates.iter().find(|u| u.name.as_str() == name)
+        && let Err(e) = crate::validation::rfc2136::TsigKey::load(&u.tsig_key_file)
+    {
+        out.push(format!("[[dns_update]] {name:?}: {e}"));
     }
     for (key, argv) in commands(cert) {
         if let Some(program) = argv.first()

@@ -87,8 +87,8 @@ impl Ctx<'_> {
         let reason = due.to_string();
         info!(cert = %self.cert.name, order_id = self.cert.order_id(), %reason, "renewal due; starting");
         // Nothing goes to the CA for a certificate that could not be installed or validated.
-        let cert = self.cert.clone();
-        let problems = blocking(move || super::preflight::problems(&cert))
+        let (cert, dns_updates) = (self.cert.clone(), self.engine.dns_updates.clone());
+        let problems = blocking(move || super::preflight::problems(&cert, &dns_updates))
             .await
             .map_err(|e| Failure::new(e, Step::Idle))?;
         if !problems.is_empty() {
@@ -135,6 +135,7 @@ impl Ctx<'_> {
             at: now,
             step: "idle".into(),
             message: message.clone(),
+            class: Some(super::RetryClass::NeedsPerson),
         });
         self.j.retry_at = Some(until);
         self.j.config_fingerprint = Some(super::fingerprint(self.cert));
@@ -144,6 +145,7 @@ impl Ctx<'_> {
         Ok(Outcome::Failed {
             message,
             retry_at: until,
+            class: super::RetryClass::NeedsPerson,
         })
     }
 

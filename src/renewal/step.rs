@@ -124,6 +124,9 @@ pub enum Request {
         /// `PUT …/dcv-method` when it differed).
         #[serde(default)]
         method_set: bool,
+        /// CertCentral said certificate `certificate_id` is issued: only its download is left.
+        #[serde(default)]
+        issued: bool,
     },
     Acme {
         /// The order URL, journaled before anything else is done with the order.
@@ -238,6 +241,22 @@ impl Step {
             | Self::Issued { attempt, .. }
             | Self::Installed { attempt, .. }
             | Self::RollingBack { attempt, .. } => Some(attempt),
+        }
+    }
+
+    /// The certificate CertCentral has issued for this renewal and that is being downloaded.
+    pub fn downloading(&self) -> Option<u64> {
+        match self {
+            Self::Pending {
+                request:
+                    Request::CertCentral {
+                        certificate_id: Some(id),
+                        issued: true,
+                        ..
+                    },
+                ..
+            } => Some(*id),
+            _ => None,
         }
     }
 

@@ -255,6 +255,9 @@ pub fn unconfigured_work(config: &config::Config) -> Vec<String> {
 
 /// What a waiting step waits for, for logs and `status`.
 pub fn waiting_for(step: &Step) -> String {
+    if let Some(id) = step.downloading() {
+        return format!("the download of certificate {id}, which CertCentral issued");
+    }
     match step {
         Step::Pending { request, .. } => match request {
             Request::CertCentral {

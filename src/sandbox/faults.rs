@@ -1,5 +1,6 @@
 //! Faults the sandbox can inject, for tests and demos: `KIND[=ARG][:COUNT]`, e.g.
 //! `rate-limit:3` (the next 3 API calls get 429), `server-error=503:1`, `slow=5s:2`,
+//! `slow-download=5s:3` (the next 3 certificate downloads answer after 5 s),
 //! `wrong-key:1` (the next issued certificate is for another key).
 
 use std::fmt;
@@ -17,6 +18,8 @@ pub enum FaultKind {
     ServerError(u16),
     /// Answer after this delay.
     Slow(Duration),
+    /// Answer the next certificate download after this delay (other calls are not delayed).
+    SlowDownload(Duration),
     /// Accept a reissue or duplicate, then drop the connection without an answer.
     DropSubmitResponse,
     /// The next issued certificate carries another public key.
@@ -34,6 +37,9 @@ pub enum FaultKind {
     /// Order info serves `"organization": []`, the empty-object quirk list orders is
     /// documented to have (certcentral-api.md §8), to keep lenient clients tested.
     OrganizationEmptyArray,
+    /// Order info leaves out `status`, which DigiCert documents as always there (a renamed
+    /// field, a broken proxy): clients must refuse the answer, not guess.
+    OrderWithoutStatus,
 }
 
 impl FaultKind {
@@ -99,6 +105,9 @@ impl FromStr for Fault {
             "slow" => FaultKind::Slow(
                 humantime::parse_duration(need("DURATION")?).map_err(|e| e.to_string())?,
             ),
+            "slow-download" => FaultKind::SlowDownload(
+                humantime::parse_duration(need("DURATION")?).map_err(|e| e.to_string())?,
+            ),
             "drop-submit-response" => FaultKind::DropSubmitResponse,
             "wrong-key" => FaultKind::WrongKey,
             "missing-name" => FaultKind::MissingName,
@@ -107,9 +116,10 @@ impl FromStr for Fault {
             "bad-chain" => FaultKind::BadChain,
             "endless-body" => FaultKind::EndlessBody,
             "organization-empty-array" => FaultKind::OrganizationEmptyArray,
+            "order-without-status" => FaultKind::OrderWithoutStatus,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?}; known: rate-limit[=SECS], server-error[=5xx], slow=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem, bad-chain, endless-body, organization-empty-array"
+                    "unknown fault {other:?}; known: rate-limit[=SECS], server-error[=5xx], slow=DURATION, slow-download=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem, bad-chain, endless-body, organization-empty-array, order-without-status"
                 ));
             }
         };

@@ -442,7 +442,10 @@ async fn a_failing_challenge_is_reported_cleaned_up_and_retried() {
             .await
             .expect("drive");
     }
-    let Outcome::Failed { message, retry_at } = &outcome else {
+    let Outcome::Failed {
+        message, retry_at, ..
+    } = &outcome
+    else {
         panic!("{outcome:?}")
     };
     assert!(

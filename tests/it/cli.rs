@@ -189,9 +189,10 @@ async fn a_corrupted_private_key_is_found_by_check_and_renew() {
     env.assert_installed_set_valid("www");
 }
 
-/// While CertCentral keeps failing a call, `status` says so (the step, the error, the next
-/// try) instead of "waiting for CertCentral"; the one-shot `renew` gives up with exit 1 after
-/// its retries, and `status` then shows the failure.
+/// While CertCentral keeps failing a call, `status` says so (the error, its class, the next
+/// try, and what the request was waiting for) instead of "waiting for CertCentral"; the
+/// one-shot `renew` gives up with exit 1 after its attempts, and `status` still shows the
+/// failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_honest_while_calls_are_retried() {
     use certkeeper::sandbox::{Fault, FaultKind, SandboxConfig};
@@ -223,25 +224,20 @@ async fn status_is_honest_while_calls_are_retried() {
     }
     env.sandbox
         .inject(Fault::times(FaultKind::ServerError(503), 10_000));
-    let retrying = loop {
+    let failed = loop {
         let r = row().await;
-        if !r["retrying"].is_null() {
+        if r["state"] == "failed" {
             break r;
         }
-        assert!(started.elapsed().as_secs() < 60, "never retrying: {r}");
+        assert!(started.elapsed().as_secs() < 60, "never failed: {r}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let note = retrying["retrying"].as_str().expect("note");
-    assert!(
-        note.starts_with("pending step: CertCentral failed on GET /order/certificate/1001 (503)")
-            && note.contains("(retrying in"),
-        "{retrying}"
-    );
+    assert_eq!(failed["retry_class"], "transient", "{failed}");
+    assert!(!failed["next_check"].is_null(), "{failed}");
     let table = text(&env.certkeeper(&["status"]).await);
     assert!(
-        table.contains(
-            "retrying after an error: CertCentral failed on GET /order/certificate/1001 (503)"
-        ) && table.contains("; while waiting for CertCentral to issue certificate"),
+        table.contains("last error: CertCentral failed on GET /order/certificate/1001 (503)")
+            && table.contains("(while waiting for CertCentral to issue certificate"),
         "{table}"
     );
 

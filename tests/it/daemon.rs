@@ -557,6 +557,11 @@ async fn hostile_files_and_idle_connections_never_stall_it() {
         said.contains(fifo_refused) && said.contains(zero_refused),
         "check: {said}"
     );
+    assert_eq!(
+        env.sandbox.count("POST", "/reissue"),
+        1,
+        "only www was requested: the FIFO and the device cost no CA request"
+    );
 
     // Idle connections: accepted and closed beyond the cap, so the daemon's descriptors stay
     // bounded; its event loop keeps running (watchdog pings continue).

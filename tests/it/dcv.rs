@@ -50,6 +50,19 @@ async fn drive(env: &TestEnv, name: &str) -> Outcome {
         .expect("drive")
 }
 
+/// A TSIG key file that others may read, which certkeeper refuses to use.
+fn world_readable_tsig_key(env: &TestEnv) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let key = env.path("tsig.key");
+    std::fs::write(
+        &key,
+        "key \"k\" { algorithm hmac-sha256; secret \"c2VjcmV0\"; };\n",
+    )
+    .expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    key
+}
+
 /// The `[[dns_update]]` table for `bind`.
 fn dns_update(bind: &Bind) -> String {
     format!(
@@ -630,14 +643,7 @@ async fn check_validates_what_validation_needs() {
         assert_says(&out, key);
         assert_says(&out, what);
     }
-    let key = env.path("tsig.key");
-    std::fs::write(
-        &key,
-        "key \"k\" { algorithm hmac-sha256; secret \"c2VjcmV0\"; };\n",
-    )
-    .expect("key");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let key = world_readable_tsig_key(&env);
     env.write_config(
         "",
         &format!(
@@ -739,4 +745,67 @@ async fn sigkill_during_validation_loses_and_leaves_nothing() {
         }
     }
     env.assert_installed_set_valid("www");
+}
+
+/// A TSIG key the daemon cannot use (readable by others, so refused) needs a person: the
+/// renewal fails before anything is asked of the CA, backs off to `poll_max` (not the short
+/// backoff of a passing failure), `on_failure` runs once however often it is retried, and
+/// `status` says the class.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_tsig_key_waits_for_a_person() {
+    let env = env_with("example.test,www.example.test", Reach::default(), |_| {}).await;
+    let key = world_readable_tsig_key(&env);
+    let log = env.path("failures.log");
+    let path = env.write_config(
+        &format!(
+            "on_failure = [\"sh\", \"-c\", \"echo $CERTKEEPER_STATE >> {}\"]",
+            log.display()
+        ),
+        &format!(
+            "[[dns_update]]\nname = \"primary\"\nserver = \"127.0.0.1:53\"\ntsig_key_file = \"{}\"\n{}",
+            path_str(&key),
+            env.cert("www", "dcv_method = \"dns-txt-token\"\ndns_update = \"primary\"")
+        ),
+    );
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(
+        &path,
+        text.replace("poll_max = \"2s\"", "poll_max = \"30m\""),
+    )
+    .expect("config");
+
+    let before = certkeeper::model::unix_now();
+    let Outcome::Failed {
+        message,
+        retry_at,
+        class,
+    } = drive(&env, "www").await
+    else {
+        panic!("not failed");
+    };
+    assert!(message.contains("TSIG key file"), "{message}");
+    assert_eq!(class, certkeeper::renewal::RetryClass::NeedsPerson);
+    assert!(
+        retry_at >= before + 1800,
+        "retry at {retry_at}: not poll_max"
+    );
+    for _ in 0..3 {
+        let again = renew(&env, "www", false).await;
+        assert!(matches!(again, Outcome::Failed { .. }), "{again:?}");
+    }
+    assert_eq!(
+        env.sandbox.requests().len(),
+        0,
+        "nothing was asked of the CA"
+    );
+    let told = std::fs::read_to_string(&log).expect("on_failure ran");
+    assert_eq!(
+        told.lines().collect::<Vec<_>>(),
+        ["stuck"],
+        "on_failure runs once"
+    );
+    let out = env.certkeeper(&["status", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(rows[0]["retry_class"], "needs_person", "{}", rows[0]);
+    assert_eq!(rows[0]["stuck"], true, "{}", rows[0]);
 }

@@ -3,6 +3,8 @@
 
 use std::os::unix::fs::MetadataExt;
 
+use certkeeper::sandbox::{Fault, FaultKind};
+
 use crate::common::{API_KEY, TestEnv, assert_says, path_str, serial_of, text};
 use crate::servers::Nginx;
 
@@ -262,7 +264,8 @@ async fn hooks_see_only_their_variables() {
 }
 
 /// Failures reach a person: `on_failure` (here the `[daemon]` default) runs once when the
-/// certificate enters `failed`, not on every retry, and once more when it turns `stuck`;
+/// certificate enters `failed`, not on every retry, and once more when it turns `stuck`; an
+/// error only a person can fix makes it stuck at once;
 /// `on_renewed` (per certificate) runs after each renewal and re-arms `on_failure`. Both see
 /// the documented variables and never the API key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,37 +301,49 @@ async fn failures_and_renewals_notify_once() {
         lines()
     );
 
-    // A wrong key: failed (notified once), then four more failures in a row make it stuck.
-    env.write_key("wrong", 0o600);
-    for _ in 0..5 {
+    // A CertCentral outage (transient): failed (notified once); five failures in a row (each
+    // `renew` tries three times) make it stuck, which is said once.
+    env.sandbox.inject(Fault::times(
+        FaultKind::ServerError(503),
+        3 * certkeeper::cli::RENEW_ATTEMPTS,
+    ));
+    for _ in 0..3 {
         let out = env.certkeeper(&["renew", "--force"]).await;
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     }
     let seen = lines();
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(
-        seen[1].starts_with("failure www failed days=90 error=CertCentral answered 403"),
+        seen[1].starts_with("failure www failed days=90 error=CertCentral failed on"),
         "{seen:?}"
     );
     assert!(
         seen[2].starts_with("failure www stuck days=90 error="),
         "{seen:?}"
     );
-    let out = env.certkeeper(&["renew", "--force"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(lines().len(), 3, "stuck is said once");
 
-    // Fixed: renewed, and the next failure is news again.
-    env.write_key(API_KEY, 0o600);
+    // Back: renewed, and the next failure is news again. A wrong API key needs a person: it
+    // is stuck at once, told once, and not retried by `renew`.
     let out = env.certkeeper(&["renew", "--force"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     env.write_key("wrong", 0o600);
+    let posts = env.sandbox.requests().len();
+    let out = env.certkeeper(&["renew", "--force"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(env.sandbox.requests().len(), posts + 1, "tried once");
     let out = env.certkeeper(&["renew", "--force"]).await;
     assert_eq!(out.status.code(), Some(1));
     let seen = lines();
     assert_eq!(seen.len(), 5, "{seen:?}");
     assert!(seen[3].starts_with("renewed www renewed"), "{seen:?}");
-    assert!(seen[4].starts_with("failure www failed"), "{seen:?}");
+    assert!(
+        seen[4].starts_with("failure www stuck days=90 error=CertCentral answered 403"),
+        "{seen:?}"
+    );
+    let status = env.certkeeper(&["status", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(rows[0]["retry_class"], "needs_person", "{}", rows[0]);
+    assert_eq!(rows[0]["stuck"], true, "{}", rows[0]);
     let environments = std::fs::read_to_string(env.path("notify.log.env")).expect("env");
     assert!(
         !environments.contains(API_KEY),

@@ -213,3 +213,34 @@ async fn sandbox_shapes_match_the_fixtures() {
     .expect("json");
     assert_eq!(keys(&list), ["certificates"]);
 }
+
+/// The fields DigiCert documents as always present are required: each removed from its
+/// fixture, the answer is refused with an error naming the field.
+#[test]
+fn a_missing_required_field_is_refused() {
+    fn without<T: serde::de::DeserializeOwned>(text: &str, pointer: &str, field: &str) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(text).expect("fixture");
+        v.pointer_mut(pointer)
+            .and_then(serde_json::Value::as_object_mut)
+            .expect("object")
+            .remove(field)
+            .expect("the fixture has the field");
+        match serde_json::from_value::<T>(v) {
+            Ok(_) => panic!("accepted without {field}"),
+            Err(e) => e.to_string(),
+        }
+    }
+    let order = fixture("order-info-issued-approved.json");
+    for field in ["id", "status", "certificate"] {
+        let e = without::<OrderInfo>(&order, "", field);
+        assert!(e.contains(&format!("missing field `{field}`")), "{e}");
+    }
+    let submit = fixture("reissue-response-minimal.json");
+    let e = without::<SubmitResponse>(&submit, "", "id");
+    assert!(e.contains("missing field `id`"), "{e}");
+    let list = fixture("list-duplicates.json");
+    for field in ["id", "status"] {
+        let e = without::<CertificateList>(&list, "/certificates/0", field);
+        assert!(e.contains(&format!("missing field `{field}`")), "{e}");
+    }
+}

@@ -412,7 +412,12 @@ async fn renewals_nobody_asked_for_are_limited_per_day() {
         let outcome = daemon_like().await;
         match (round, &outcome) {
             (1..=3, Outcome::Renewed { .. }) => {}
-            (4, Outcome::Failed { message, retry_at }) => {
+            (
+                4,
+                Outcome::Failed {
+                    message, retry_at, ..
+                },
+            ) => {
                 assert!(
                     message.contains(
                         "renewed this certificate 3 times in 24 hours without being asked"
@@ -465,4 +470,126 @@ async fn an_endless_answer_is_refused() {
         "refused as soon as the cap is passed, not at the timeout"
     );
     assert!(!env.path("certs/www/cert.pem").exists());
+}
+
+/// CertCentral issues, but every download times out (`timeout = "2s"`, answers after 5 s):
+/// `renew` gives up after its attempts and exits 1 with the error; `status` says the
+/// certificate was issued and its download failed, never that CertCentral is still issuing;
+/// the next `renew` resumes the download and sends no second reissue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_keeps_timing_out_is_not_a_wait_for_the_ca() {
+    let env = TestEnv::with(SandboxConfig {
+        issuance_delay: Duration::from_secs(1),
+        faults: vec![Fault::times(
+            FaultKind::SlowDownload(Duration::from_secs(5)),
+            certkeeper::cli::RENEW_ATTEMPTS,
+        )],
+        ..SandboxConfig::default()
+    })
+    .await;
+    let path = env.write_config("", &env.cert("www", ""));
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(
+        &path,
+        text.replacen(
+            "api_key_file = \"api-key\"\n",
+            "api_key_file = \"api-key\"\ntimeout = \"2s\"\n",
+            1,
+        ),
+    )
+    .expect("config");
+
+    // Bounded by the documented budget (60 s of retries), not by the machine's speed.
+    let out = tokio::time::timeout(Duration::from_secs(120), env.certkeeper(&["renew", "www"]))
+        .await
+        .expect("renew gives up after its budget");
+    assert_eq!(out.status.code(), Some(1), "{}", crate::common::text(&out));
+    crate::common::assert_says(&out, "FAILED: ");
+    crate::common::assert_says(&out, "pem_noroot");
+
+    let status = env.certkeeper(&["status", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    let row = &rows[0];
+    assert_eq!(row["state"], "failed", "{row}");
+    let detail = row["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("CertCentral issued certificate ")
+            && detail.contains("; downloading it failed: "),
+        "{row}"
+    );
+    let table = crate::common::text(&env.certkeeper(&["status"]).await);
+    assert!(!table.contains("to issue"), "{table}");
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 1);
+
+    // The journal resumes where it stopped.
+    let out = env.certkeeper(&["renew", "www"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", crate::common::text(&out));
+    env.assert_installed_set_valid("www");
+    assert_eq!(
+        env.sandbox.count("POST", "/reissue"),
+        1,
+        "no second reissue"
+    );
+}
+
+/// A 429 with `Retry-After: 7` is honoured by the journal's backoff (the configured backoff
+/// is at most 2 s), not slept through inside the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_sets_the_next_attempt() {
+    let env = TestEnv::with(SandboxConfig {
+        faults: vec![Fault::once(FaultKind::RateLimitAfter(7))],
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    let before = certkeeper::model::unix_now();
+    let outcome = env
+        .engine()
+        .drive(
+            env.config().certificate("www").expect("configured"),
+            DriveOptions::default(),
+        )
+        .await
+        .expect("drive");
+    let Outcome::Failed {
+        message, retry_at, ..
+    } = outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert!(message.contains("429"), "{message}");
+    assert!(
+        retry_at >= before + 7,
+        "retry at {retry_at}, {before} + 7 expected"
+    );
+    assert_eq!(
+        env.sandbox.requests().len(),
+        1,
+        "nothing more was sent in the call"
+    );
+    let status = env.certkeeper(&["status", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(rows[0]["state"], "failed", "{}", rows[0]);
+}
+
+/// Order info without `status` (documented as always there) is refused, naming the field and
+/// the call; nothing is reissued on a guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_without_status_is_refused() {
+    let env = TestEnv::with(SandboxConfig {
+        faults: vec![Fault::once(FaultKind::OrderWithoutStatus)],
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    let outcome = renew(&env, "www", false).await;
+    let Outcome::Failed { message, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        message.contains("GET /order/certificate/1001")
+            && message.contains("missing field `status`"),
+        "{message}"
+    );
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 0);
 }

@@ -51,6 +51,8 @@ pub(super) enum Polled {
         request: Request,
         why: String,
     },
+    /// The CA has issued: saved before the download, which the next look does at once.
+    Issued(Request),
 }
 
 /// What must be published for the names to be validated now.

@@ -109,6 +109,9 @@ async fn gate(AxState(state): AxState<Shared>, req: Request, next: Next) -> Resp
         };
         let fault = match &key {
             Some(k) if ok && s.over_limit(k) => Some(FaultKind::RateLimit),
+            _ if ok && path.contains("/download/") => s
+                .take_fault(|k| matches!(k, FaultKind::SlowDownload(_)))
+                .or_else(|| s.take_transport_fault()),
             _ if ok => s.take_transport_fault(),
             _ => None,
         };
@@ -130,7 +133,7 @@ async fn gate(AxState(state): AxState<Shared>, req: Request, next: Next) -> Resp
                 "server_error",
                 "The service is temporarily unavailable.",
             ),
-            Some(FaultKind::Slow(d)) => {
+            Some(FaultKind::Slow(d) | FaultKind::SlowDownload(d)) => {
                 tokio::time::sleep(d).await;
                 next.run(req).await
             }

@@ -135,6 +135,11 @@ fn order_json(s: &State, order: &Order) -> Value {
         "disable_ct": false,
         "dcv_method": order.dcv_method,
     });
+    if s.has_fault(&FaultKind::OrderWithoutStatus)
+        && let Some(o) = body.as_object_mut()
+    {
+        o.remove("status");
+    }
     if order.multi_year_plan {
         // A string "1", omitted when false (§8).
         body["is_multi_year_plan"] = json!("1");

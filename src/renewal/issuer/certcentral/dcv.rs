@@ -33,6 +33,7 @@ pub(in crate::renewal::issuer) async fn round(
         certificate_id,
         random_value,
         method_set,
+        ..
     } = request
     else {
         return Err(Failure::new(
@@ -89,6 +90,7 @@ pub(in crate::renewal::issuer) async fn round(
             certificate_id: *certificate_id,
             random_value: Some(value),
             method_set: true,
+            issued: false,
         },
         records,
         done: None,
@@ -186,31 +188,20 @@ pub(in crate::renewal::issuer) async fn check(
                 Request::CertCentral { certificate_id, .. } => *certificate_id,
                 Request::Acme { .. } => None,
             });
-            let next = Request::CertCentral {
+            let issued = answer
+                .order_status
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("issued"))
+                && certificate_id.is_some()
+                && o.method == Method::Reissue;
+            // Issued with its id: the poll downloads it at once.
+            Ok(Checked::Done(Answer::Pending(Request::CertCentral {
                 request_id: request.request_id(),
                 certificate_id,
                 random_value: None,
                 method_set: false,
-            };
-            let issued = answer
-                .order_status
-                .as_deref()
-                .is_some_and(|s| s.eq_ignore_ascii_case("issued"));
-            match (issued, certificate_id, o.method) {
-                // Issued with its id: download at once.
-                (true, Some(id), Method::Reissue) => {
-                    let pem = cc
-                        .download(id, certcentral::FORMAT_PEM_NOROOT)
-                        .await
-                        .map_err(|e| retry_or_restart(e, here))?;
-                    let _ = attempt;
-                    Ok(Checked::Done(Answer::Issued {
-                        pem,
-                        request: Some(next),
-                    }))
-                }
-                _ => Ok(Checked::Done(Answer::Pending(next))),
-            }
+                issued,
+            })))
         }
         Err(e) if NOT_YET.iter().any(|c| e.has_code(c)) => {
             crate::metrics::count_dcv_check("not_yet");

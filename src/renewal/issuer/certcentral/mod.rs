@@ -46,8 +46,11 @@ fn client(ctx: &Ctx<'_>) -> Result<Client, Failure> {
             step: step.to_owned(),
             message: format!(
                 "{e} (retrying in {})",
-                humantime::format_duration(std::time::Duration::from_secs(wait.as_secs()))
+                humantime::format_duration(std::time::Duration::from_millis(
+                    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+                ))
             ),
+            class: Some(crate::renewal::RetryClass::Transient),
         };
         if let Ok(json) = serde_json::to_vec(&note) {
             let _ = store.write(journal::RETRYING, &json);
@@ -307,6 +310,7 @@ fn accepted(ctx: &Ctx<'_>, o: &OrderSnapshot, resp: SubmitResponse) -> Answer {
         certificate_id: resp.certificate_id,
         random_value,
         method_set: false,
+        issued: false,
     };
     if !resp.certificate_chain.is_empty() {
         let pem: String = resp
@@ -349,6 +353,7 @@ pub(super) async fn reconcile(
                 certificate_id: Some(entry.id),
                 random_value: None,
                 method_set: false,
+                issued: false,
             };
             Ok(Some(if ctx.cert.validation.dcv_method != DcvMethod::None {
                 Answer::Validate(request)
@@ -376,15 +381,31 @@ pub(super) async fn poll(
     polls: u32,
     here: &Step,
 ) -> Result<Polled, Failure> {
-    let Request::CertCentral { certificate_id, .. } = request else {
+    let Request::CertCentral {
+        certificate_id,
+        issued,
+        ..
+    } = request
+    else {
         return Err(Failure::new(
             Error::Other("a CertCentral attempt with an ACME request".into()),
             Step::Idle,
         ));
     };
     let retry_here = |e: certcentral::Error| Failure::new(e, here.clone());
-    let our_spki = pending_spki(ctx).map_err(|e| Failure::new(e, Step::Idle))?;
     let cc = client(ctx)?;
+    if let (true, Some(id)) = (*issued, *certificate_id) {
+        info!(cert = %ctx.cert.name, order_id = o.order_id, certificate_id = id, "downloading the issued certificate");
+        let pem = cc
+            .download(id, certcentral::FORMAT_PEM_NOROOT)
+            .await
+            .map_err(retry_here)?;
+        return Ok(Polled::Answer(Answer::Issued {
+            pem,
+            request: Some(request.clone()),
+        }));
+    }
+    let our_spki = pending_spki(ctx).map_err(|e| Failure::new(e, Step::Idle))?;
     let found = match o.method {
         Method::Reissue => {
             let order = cc.order_info(o.order_id).await.map_err(retry_here)?;
@@ -433,20 +454,14 @@ pub(super) async fn poll(
             why,
         });
     };
-    info!(cert = %ctx.cert.name, order_id = o.order_id, certificate_id = id, "certificate issued; downloading");
-    let pem = cc
-        .download(id, certcentral::FORMAT_PEM_NOROOT)
-        .await
-        .map_err(retry_here)?;
+    info!(cert = %ctx.cert.name, order_id = o.order_id, certificate_id = id, "certificate issued");
     let _ = attempt;
-    Ok(Polled::Answer(Answer::Issued {
-        pem,
-        request: Some(Request::CertCentral {
-            request_id: request.request_id(),
-            certificate_id: Some(id),
-            random_value: None,
-            method_set: false,
-        }),
+    Ok(Polled::Issued(Request::CertCentral {
+        request_id: request.request_id(),
+        certificate_id: Some(id),
+        random_value: None,
+        method_set: false,
+        issued: true,
     }))
 }
 
