@@ -352,6 +352,16 @@ pub fn name_list(common_name: Option<String>, others: &[String]) -> Vec<String> 
     names
 }
 
+/// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<std::time::Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
 /// The `www.`/base companion some CertCentral products add for free to a common name:
 /// `www.example.com` for `example.com`, and back.
 pub fn companion(common_name: &str) -> String {

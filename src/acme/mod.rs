@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use instant_acme::{
@@ -34,7 +35,9 @@ pub enum Error {
     #[error("the ACME CA at {directory} answered: {source}")]
     Acme {
         directory: String,
-        source: instant_acme::Error,
+        source: Box<instant_acme::Error>,
+        /// The CA's `Retry-After` on the failed answer, if it sent one.
+        retry_after: Option<Duration>,
     },
     /// Anything else, said plainly.
     #[error("{0}")]
@@ -42,18 +45,11 @@ pub enum Error {
 }
 
 impl Error {
-    fn at(directory: &str) -> impl FnOnce(instant_acme::Error) -> Self + '_ {
-        move |source| Self::Acme {
-            directory: directory.to_owned(),
-            source,
-        }
-    }
-
     /// Whether trying again later may succeed: server errors, rate limits, a bad nonce, and
     /// failures of the connection.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Acme { source, .. } => match source {
+            Self::Acme { source, .. } => match source.as_ref() {
                 instant_acme::Error::Api(p) => {
                     p.status.is_some_and(|s| s >= 500 || s == 429)
                         || p.r#type.as_deref().is_some_and(|t| {
@@ -71,9 +67,13 @@ impl Error {
         }
     }
 
-    /// The server's `Retry-After` (instant-acme does not expose it for these calls).
+    /// The CA's `Retry-After` on the failed answer (seen by the HTTP adapter, as instant-acme
+    /// does not carry it in its errors).
     pub fn retry_after(&self) -> Option<Duration> {
-        None
+        match self {
+            Self::Acme { retry_after, .. } => *retry_after,
+            Self::Other(_) => None,
+        }
     }
 }
 
@@ -95,15 +95,23 @@ fn count_request(host: String, method: String, status: u16) {
         .or_default() += 1;
 }
 
-/// The HTTP client instant-acme uses: reqwest, verified TLS, bounded answers.
-struct Http(reqwest::Client);
+/// When an issuer's CA last asked, on a failed answer, to be left alone until.
+type RetryAfter = Arc<std::sync::Mutex<Option<SystemTime>>>;
+
+/// The HTTP client instant-acme uses: reqwest, verified TLS, bounded answers. It notes the
+/// `Retry-After` of failed answers for the error that follows.
+struct Http {
+    client: reqwest::Client,
+    retry_after: RetryAfter,
+}
 
 impl HttpClient for Http {
     fn request(
         &self,
         req: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let client = self.0.clone();
+        let client = self.client.clone();
+        let retry_after = self.retry_after.clone();
         Box::pin(async move {
             use http_body_util::BodyExt;
             let (parts, body) = req.into_parts();
@@ -127,6 +135,16 @@ impl HttpClient for Http {
             tracing::debug!(%method, url = %parts_url, status, "ACME request");
             count_request(host, method, status);
             let mut resp = sent.map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            if !resp.status().is_success()
+                && let Some(wait) = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| crate::model::parse_retry_after(v, SystemTime::now()))
+            {
+                *retry_after.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(SystemTime::now() + wait);
+            }
             let mut builder = http::Response::builder().status(resp.status());
             for (k, v) in resp.headers() {
                 builder = builder.header(k, v);
@@ -164,6 +182,7 @@ pub struct DirectoryInfo {
 pub struct Issuer {
     pub config: config::Acme,
     http: reqwest::Client,
+    retry_after: RetryAfter,
     accounts: tokio::sync::Mutex<HashMap<String, Account>>,
     /// Order handles kept between the steps of a renewal in this process, by order URL: each
     /// carries the CA's last nonce, so a step needs no newNonce round trip.
@@ -208,6 +227,7 @@ impl Registry {
                 Issuer {
                     config: a.clone(),
                     http,
+                    retry_after: RetryAfter::default(),
                     accounts: tokio::sync::Mutex::default(),
                     orders: std::sync::Mutex::default(),
                 },
@@ -230,7 +250,25 @@ const ORDERS_KEPT: usize = 1024;
 
 impl Issuer {
     fn http(&self) -> Box<dyn HttpClient> {
-        Box::new(Http(self.http.clone()))
+        Box::new(Http {
+            client: self.http.clone(),
+            retry_after: self.retry_after.clone(),
+        })
+    }
+
+    /// Wraps an error from this CA with its directory and the `Retry-After` of the failed
+    /// answer, if one came (taken: the next error does not inherit it).
+    pub fn error(&self, directory: &str, source: instant_acme::Error) -> Error {
+        let until = self
+            .retry_after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        Error::Acme {
+            directory: directory.to_owned(),
+            source: Box::new(source),
+            retry_after: until.and_then(|t| t.duration_since(SystemTime::now()).ok()),
+        }
     }
 
     /// The order at `url`, fresh from the CA: the handle kept from an earlier step, refreshed,
@@ -284,7 +322,7 @@ impl Issuer {
                 let account = Account::builder_with_http(self.http())
                     .from_credentials(credentials)
                     .await
-                    .map_err(Error::at(directory))?;
+                    .map_err(|e| self.error(directory, e))?;
                 (account, None)
             }
             None => {
@@ -304,7 +342,7 @@ impl Issuer {
                         eab.as_ref(),
                     )
                     .await
-                    .map_err(Error::at(directory))?;
+                    .map_err(|e| self.error(directory, e))?;
                 let json = serde_json::to_string(&credentials)
                     .map_err(|e| Error::Other(format!("cannot encode the ACME account: {e}")))?;
                 (account, Some(json))
@@ -386,7 +424,8 @@ pub async fn renewal_info(
         .await
         .map_err(|source| Error::Acme {
             directory: "renewalInfo".into(),
-            source,
+            source: Box::new(source),
+            retry_after: None,
         })?;
     Ok((
         info.suggested_window.start.unix_timestamp(),
@@ -400,6 +439,7 @@ pub async fn renewal_info(
 pub fn error(directory: &str, e: instant_acme::Error) -> Error {
     Error::Acme {
         directory: directory.to_owned(),
-        source: e,
+        source: Box::new(e),
+        retry_after: None,
     }
 }

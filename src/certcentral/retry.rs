@@ -1,6 +1,6 @@
 //! Backoff as a value: exponential with jitter, capped, and overridden by `Retry-After`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Exponential backoff: `initial · factor^attempt`, capped at `max`, randomized to between
 /// half and all of that ("equal jitter"), so that a fleet does not retry in lockstep.
@@ -48,15 +48,7 @@ impl RetryPolicy {
     }
 }
 
-/// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
+pub use crate::model::parse_retry_after;
 
 #[cfg(test)]
 mod tests {

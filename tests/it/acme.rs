@@ -594,3 +594,75 @@ async fn ari_and_profiles_with_a_newer_pebble() {
         "{seen:?}"
     );
 }
+
+/// An ACME CA in maintenance answers 503 with `Retry-After: 120` (RFC 8555 §6.6): the failure
+/// is transient and the next attempt waits the 120 s the CA asked for, though the configured
+/// backoff is at most 2 s; nothing is retried inside the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acme_retry_after_sets_the_next_attempt() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The directory and nonces are served; every request to act is refused for maintenance.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let directory = format!(
+        r#"{{"newNonce":"http://{addr}/nonce","newAccount":"http://{addr}/account","newOrder":"http://{addr}/order"}}"#
+    );
+    let nonce = || async {
+        (
+            [("replay-nonce", "bm9uY2U"), ("cache-control", "no-store")],
+            "",
+        )
+    };
+    let app = axum::Router::new()
+        .route("/dir", axum::routing::get(move || async move { directory }))
+        .route("/nonce", axum::routing::head(nonce).get(nonce))
+        .fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                (
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    [
+                        ("retry-after", "120"),
+                        ("content-type", "application/problem+json"),
+                        ("replay-nonce", "bm9uY2U"),
+                    ],
+                    r#"{"type":"urn:ietf:params:acme:error:serverInternal","detail":"down for maintenance","status":503}"#,
+                )
+            }
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let env = TestEnv::new().await;
+    env.write_config(
+        "",
+        &format!(
+            "[[acme]]\nname = \"down\"\ndirectory = \"http://{addr}/dir\"\n\n[[certificate]]\nname = \"www\"\nacme = \"down\"\ncommon_name = \"example.test\"\nchallenge = \"dns-01\"\ndns_publish = [\"/bin/true\"]\ncert_file = \"certs/www/cert.pem\"\nkey_file = \"certs/www/key.pem\"\n"
+        ),
+    );
+    let before = certkeeper::model::unix_now();
+    let outcome = env.drive("www").await;
+    let Outcome::Failed {
+        message,
+        retry_at,
+        class,
+    } = outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert!(message.contains("down for maintenance"), "{message}");
+    assert_eq!(class, certkeeper::renewal::RetryClass::Transient);
+    assert!(
+        retry_at >= before + 119,
+        "retry at {retry_at}: Retry-After (120 s after {before}) not honoured"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "one request, no retry in the call"
+    );
+}

@@ -173,6 +173,17 @@ impl TestEnv {
             .expect("certkeeper starts")
     }
 
+    /// One drive of certificate `name` as the daemon does it (backoff honoured).
+    pub async fn drive(&self, name: &str) -> Outcome {
+        self.engine()
+            .drive(
+                self.config().certificate(name).expect("configured"),
+                DriveOptions::default(),
+            )
+            .await
+            .expect("drive")
+    }
+
     /// `certkeeper renew NAME` in process (a person asked: no backoff), waiting up to `wait`
     /// for a pending request.
     pub async fn renew(&self, name: &str, force: bool, wait: std::time::Duration) -> Outcome {

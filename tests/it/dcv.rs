@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use certkeeper::renewal::{DriveOptions, Outcome};
+use certkeeper::renewal::Outcome;
 use certkeeper::sandbox::{OrderSpec, Reach, SandboxConfig};
 
 use crate::common::{TestEnv, assert_says, path_str};
@@ -40,14 +40,7 @@ async fn renew(env: &TestEnv, name: &str, force: bool) -> Outcome {
 }
 
 async fn drive(env: &TestEnv, name: &str) -> Outcome {
-    let config = env.config();
-    env.engine()
-        .drive(
-            config.certificate(name).expect("configured"),
-            DriveOptions::default(),
-        )
-        .await
-        .expect("drive")
+    env.drive(name).await
 }
 
 /// A TSIG key file that others may read, which certkeeper refuses to use.

@@ -543,14 +543,7 @@ async fn retry_after_sets_the_next_attempt() {
     .await;
     env.write_config("", &env.cert("www", ""));
     let before = certkeeper::model::unix_now();
-    let outcome = env
-        .engine()
-        .drive(
-            env.config().certificate("www").expect("configured"),
-            DriveOptions::default(),
-        )
-        .await
-        .expect("drive");
+    let outcome = env.drive("www").await;
     let Outcome::Failed {
         message, retry_at, ..
     } = outcome

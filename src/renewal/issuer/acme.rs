@@ -50,6 +50,14 @@ fn issuer<'e>(engine: &'e Engine, name: &str) -> Result<&'e acme::Issuer, Failur
     })
 }
 
+/// An error from the CA of `a`, with the `Retry-After` of its failed answer.
+fn ca_error(engine: &Engine, a: &AcmeTarget, e: instant_acme::Error) -> acme::Error {
+    match engine.acme.get(&a.acme) {
+        Some(issuer) => issuer.error(&a.directory, e),
+        None => acme::error(&a.directory, e),
+    }
+}
+
 /// The account for `directory`: restored from the stored credentials, or created and stored
 /// (0600) at once.
 async fn account(
@@ -206,7 +214,7 @@ pub(super) async fn submit(
             })
         }
         // A lost newOrder leaves at most an unused order at the CA (it expires): send again.
-        Err(e) => Err(retry_or_restart(acme::error(&a.directory, e), &back)),
+        Err(e) => Err(retry_or_restart(ca_error(ctx.engine, a, e), &back)),
     }
 }
 
@@ -228,7 +236,7 @@ async fn open_order<'e, 'r>(
     let order = orders
         .order(&account, order_url)
         .await
-        .map_err(|e| retry_or_restart(acme::error(&a.directory, e), here))?;
+        .map_err(|e| retry_or_restart(orders.error(&a.directory, e), here))?;
     Ok((orders, order, order_url))
 }
 
@@ -240,7 +248,8 @@ pub(super) async fn poll(
     request: &Request,
     here: &Step,
 ) -> Result<Polled, Failure> {
-    let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
+    let engine = ctx.engine;
+    let fail = |e| retry_or_restart(ca_error(engine, a, e), here);
     let (orders, mut order, order_url) = open_order(ctx, a, request, here).await?;
     let mut status = order.state().status;
     if status == OrderStatus::Ready {
@@ -324,7 +333,8 @@ pub(super) async fn round(
     request: &Request,
     here: &Step,
 ) -> Result<Round, Failure> {
-    let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
+    let engine = ctx.engine;
+    let fail = |e| retry_or_restart(ca_error(engine, a, e), here);
     let (orders, mut order, _) = open_order(ctx, a, request, here).await?;
     if order.state().status != OrderStatus::Pending {
         orders.keep(order);
@@ -395,7 +405,8 @@ pub(super) async fn check(
     asked: bool,
     here: &Step,
 ) -> Result<Checked, Failure> {
-    let fail = |e| retry_or_restart(acme::error(&a.directory, e), here);
+    let engine = ctx.engine;
+    let fail = |e| retry_or_restart(ca_error(engine, a, e), here);
     let (orders, mut order, order_url) = open_order(ctx, a, request, here).await?;
     let kind = challenge_type(ctx.cert);
     let mut unvalidated = Vec::new();
