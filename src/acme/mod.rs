@@ -176,6 +176,8 @@ pub struct DirectoryInfo {
     pub renewal_info: bool,
     pub profiles: Vec<String>,
     pub eab_required: bool,
+    /// `meta.caaIdentities`: the issuer domain names its CAA check accepts.
+    pub caa_identities: Vec<String>,
 }
 
 /// One `[[acme]]` CA: its settings, an HTTP client, and its accounts by directory URL.
@@ -184,6 +186,8 @@ pub struct Issuer {
     http: reqwest::Client,
     retry_after: RetryAfter,
     accounts: tokio::sync::Mutex<HashMap<String, Account>>,
+    /// What each directory offers, read once per process.
+    directories: std::sync::Mutex<HashMap<String, DirectoryInfo>>,
     /// Order handles kept between the steps of a renewal in this process, by order URL: each
     /// carries the CA's last nonce, so a step needs no newNonce round trip.
     orders: std::sync::Mutex<HashMap<String, Order>>,
@@ -229,6 +233,7 @@ impl Registry {
                     http,
                     retry_after: RetryAfter::default(),
                     accounts: tokio::sync::Mutex::default(),
+                    directories: std::sync::Mutex::default(),
                     orders: std::sync::Mutex::default(),
                 },
             );
@@ -352,8 +357,26 @@ impl Issuer {
         Ok((account, created))
     }
 
-    /// Reads the directory (an unauthenticated GET): what it offers.
+    /// What the directory offers (an unauthenticated GET, once per process).
     pub async fn directory_info(&self, directory: &str) -> Result<DirectoryInfo, Error> {
+        let cached = self
+            .directories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(directory)
+            .cloned();
+        if let Some(info) = cached {
+            return Ok(info);
+        }
+        let info = self.read_directory(directory).await?;
+        self.directories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(directory.to_owned(), info.clone());
+        Ok(info)
+    }
+
+    async fn read_directory(&self, directory: &str) -> Result<DirectoryInfo, Error> {
         let resp = self.http.get(directory).send().await.map_err(|e| {
             Error::Other(format!("cannot reach the ACME directory {directory}: {e}"))
         })?;
@@ -380,6 +403,14 @@ impl Issuer {
             eab_required: dir["meta"]["externalAccountRequired"]
                 .as_bool()
                 .unwrap_or(false),
+            caa_identities: dir["meta"]["caaIdentities"]
+                .as_array()
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }

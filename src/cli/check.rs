@@ -210,6 +210,19 @@ async fn online_checks(config: &Config) -> anyhow::Result<bool> {
     Ok(all_ok)
 }
 
+/// What the CAA records of `names` say about DigiCert, asked as a renewal asks them.
+async fn caa_refusals(
+    cert: &crate::config::Certificate,
+    names: &[String],
+) -> Result<Vec<String>, crate::validation::Error> {
+    use crate::validation::{caa, dns};
+    let resolver = match &cert.validation.dns_resolver {
+        Some(r) => dns::server_addr(&r.0.host, r.0.port).await?,
+        None => dns::system_resolver()?,
+    };
+    caa::refusals(resolver, names, &caa::Issuer::digicert()).await
+}
+
 async fn certcentral_checks(config: &Config, client: &crate::certcentral::Client) -> bool {
     println!("online checks against {}:", config.certcentral.url);
     match client.account().await {
@@ -279,6 +292,18 @@ async fn certcentral_checks(config: &Config, client: &crate::certcentral::Client
                 .map(|c| c.to_ascii_lowercase()),
             &order.certificate.dns_names,
         );
+        let wanted = cert.expected_names().unwrap_or_else(|| names.clone());
+        let caa_ok = match caa_refusals(cert, &wanted).await {
+            Ok(refused) if refused.is_empty() => true,
+            Ok(refused) => {
+                problems.extend(refused);
+                false
+            }
+            Err(e) => {
+                warnings.push(format!("cannot read the CAA records ({e}); the CA will"));
+                false
+            }
+        };
         let dcv = dcv_summary(client, &order, today, &mut warnings).await;
         let summary = format!(
             "{} (order {order_id}): status {status}, order ends {end}; names {}; DCV {dcv}",
@@ -287,6 +312,12 @@ async fn certcentral_checks(config: &Config, client: &crate::certcentral::Client
         );
         if problems.is_empty() {
             println!("  ok: {summary}");
+            if caa_ok {
+                println!(
+                    "  ok: the CAA records allow digicert.com to issue for {}",
+                    wanted.join(", ")
+                );
+            }
         } else {
             all_ok = false;
             println!("  ERROR {summary}: {}", problems.join("; "));

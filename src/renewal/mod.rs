@@ -91,6 +91,9 @@ pub enum Error {
     /// program): a person must fix the host; retried with backoff.
     #[error("cannot install or validate here, so nothing was asked of the CA: {}", .0.join("; "))]
     Preflight(Vec<String>),
+    /// The names' CAA records forbid the CA (RFC 8659): fix the records.
+    #[error("CAA records forbid the CA, so nothing was asked of it: {}", .0.join("; "))]
+    Caa(Vec<String>),
     #[error("{0}")]
     Other(String),
 }
@@ -112,7 +115,8 @@ impl Error {
             | Self::Install(_)
             | Self::Hook(_)
             | Self::ForeignReissue { .. }
-            | Self::Preflight(_) => NeedsPerson,
+            | Self::Preflight(_)
+            | Self::Caa(_) => NeedsPerson,
             Self::Crypto(_) | Self::Other(_) => Transient,
         }
     }

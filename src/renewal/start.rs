@@ -10,6 +10,7 @@ use crate::crypto::{self, CertFacts};
 use crate::install;
 use crate::model::{FileRole, fmt_time};
 use crate::scheduler::{self, DueReason};
+use crate::validation::{caa, dns};
 
 /// How many renewals nobody asked for (a file missing or replaced) may start in a day.
 pub(crate) const UNREQUESTED_PER_DAY: usize = 3;
@@ -98,6 +99,7 @@ impl Ctx<'_> {
             self.j.unrequested.push(now);
         }
         let prepared = issuer::prepare(self, now).await?;
+        self.caa_preflight(&prepared).await?;
         let key_type = self.cert.key_type;
         info!(cert = %self.cert.name, order_id = self.cert.order_id(), key_type = %key_type, "generating a new private key");
         let (cn, names, hash) = (
@@ -126,6 +128,30 @@ impl Ctx<'_> {
                 target: prepared.target,
             },
         })))
+    }
+
+    /// Nothing goes to the CA for names whose CAA records forbid it (the CA would refuse them
+    /// after the request). Records that cannot be read are left to the CA to judge.
+    async fn caa_preflight(&self, prepared: &issuer::Prepared) -> Result<(), Failure> {
+        let Some(ca) = issuer::caa_issuer(self, prepared).await? else {
+            return Ok(());
+        };
+        let resolver = match &self.cert.validation.dns_resolver {
+            Some(r) => dns::server_addr(&r.0.host, r.0.port).await,
+            None => dns::system_resolver(),
+        };
+        let refused = match resolver {
+            Ok(r) => caa::refusals(r, &prepared.names, &ca).await,
+            Err(e) => Err(e),
+        };
+        match refused {
+            Ok(r) if r.is_empty() => Ok(()),
+            Ok(r) => Err(Failure::new(Error::Caa(r), Step::Idle)),
+            Err(e) => {
+                warn!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %e, "cannot read the CAA records; leaving them to the CA");
+                Ok(())
+            }
+        }
     }
 
     /// Records a reason not to renew before `until` (no failure count, no backoff growth).

@@ -133,7 +133,7 @@ fn text(n: &Name) -> String {
 
 /// One query to `server`: the answer section (empty for NXDOMAIN and NODATA), over UDP, again
 /// over TCP when the UDP answer is truncated.
-async fn ask(
+pub(super) async fn ask(
     server: SocketAddr,
     qname: &Name,
     qtype: HickoryType,

@@ -11,6 +11,7 @@
 //! engine's (it composes this module with [`crate::hooks`]). This module imports nothing from
 //! the crate but [`crate::model`] and [`crate::safefs`].
 
+pub mod caa;
 pub mod dns;
 pub mod rfc2136;
 pub mod webroot;

@@ -802,3 +802,50 @@ async fn an_unusable_tsig_key_waits_for_a_person() {
     assert_eq!(rows[0]["retry_class"], "needs_person", "{}", rows[0]);
     assert_eq!(rows[0]["stuck"], true, "{}", rows[0]);
 }
+
+/// CAA records that do not name DigiCert (served by a real BIND) refuse the renewal before any
+/// request, naming the records and the one to add; `check --online` says the same. Once the
+/// record allows DigiCert, the same renewal goes through. A name below the zone is judged by
+/// the records at the zone (the climb of RFC 8659).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caa_records_that_forbid_digicert_cost_no_request() {
+    let servers = tempfile::tempdir().expect("tempdir");
+    let bind = Bind::start(servers.path().join("bind"));
+    bind.nsupdate(&["update add example.test. 60 CAA 0 issue \"letsencrypt.org\""]);
+    let env = TestEnv::new().await;
+    env.write_config(
+        "",
+        &env.cert("www", &format!("dns_resolver = \"{}\"", bind.addr())),
+    );
+    let outcome = drive(&env, "www").await;
+    let Outcome::Failed { message, class, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        message.contains("CAA records forbid the CA")
+            && message.contains("for www.example.test")
+            && message.contains("(0 issue \"letsencrypt.org\")")
+            && message.contains("add `example.test. CAA 0 issue \"digicert.com\"`"),
+        "{message}"
+    );
+    assert_eq!(class, certkeeper::renewal::RetryClass::NeedsPerson);
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 0, "no request");
+    let check = env.certkeeper(&["check", "--online"]).await;
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "{}",
+        crate::common::text(&check)
+    );
+    assert_says(
+        &check,
+        "do not allow digicert.com to issue for www.example.test",
+    );
+
+    bind.nsupdate(&["update add example.test. 60 CAA 0 issue \"digicert.com\""]);
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    assert_eq!(env.sandbox.count("POST", "/reissue"), 1);
+    let check = env.certkeeper(&["check", "--online"]).await;
+    assert_says(&check, "ok: the CAA records allow digicert.com");
+}

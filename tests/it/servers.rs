@@ -408,6 +408,36 @@ impl Bind {
         );
     }
 
+    /// Sends `updates` (nsupdate `update …` lines) to this server with Debian's `nsupdate`,
+    /// signed with the zone's key.
+    pub fn nsupdate(&self, updates: &[&str]) {
+        use std::io::Write;
+        let mut child = Command::new("/usr/bin/nsupdate")
+            .args(["-k", path_str(&self.key_file)])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nsupdate (bind9-dnsutils) runs");
+        let script = format!(
+            "server {} {}\nzone {ZONE}\n{}\nsend\n",
+            self.ip,
+            self.port,
+            updates.join("\n")
+        );
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(script.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("nsupdate");
+        assert!(
+            out.status.success(),
+            "nsupdate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// What `dig` sees for `name`/`rtype` (an independent client), one answer per line.
     pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
         let out = Command::new("dig")

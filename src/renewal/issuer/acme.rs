@@ -50,6 +50,31 @@ fn issuer<'e>(engine: &'e Engine, name: &str) -> Result<&'e acme::Issuer, Failur
     })
 }
 
+/// The CA's CAA identities (from its directory), our account and the challenge; none when the
+/// directory names no identities (then its CAA check cannot be foreseen).
+pub(super) async fn caa_issuer(
+    ctx: &Ctx<'_>,
+    a: &AcmeTarget,
+) -> Result<Option<crate::validation::caa::Issuer>, Failure> {
+    let issuer = issuer(ctx.engine, &a.acme)?;
+    let info = issuer
+        .directory_info(&a.directory)
+        .await
+        .map_err(|e| Failure::new(e, Step::Idle))?;
+    if info.caa_identities.is_empty() {
+        return Ok(None);
+    }
+    let account = account_for(ctx, a, &Step::Idle).await?;
+    let Issuer::Acme { challenge, .. } = &ctx.cert.issuer else {
+        return Ok(None);
+    };
+    Ok(Some(crate::validation::caa::Issuer {
+        identities: info.caa_identities,
+        account_uri: Some(account.id().to_owned()),
+        method: Some(challenge.to_string()),
+    }))
+}
+
 /// An error from the CA of `a`, with the `Retry-After` of its failed answer.
 fn ca_error(engine: &Engine, a: &AcmeTarget, e: instant_acme::Error) -> acme::Error {
     match engine.acme.get(&a.acme) {
@@ -318,6 +343,14 @@ fn challenge_type(cert: &Certificate) -> ChallengeType {
     }
 }
 
+/// The CA's own words on why a challenge of `authz` failed, if it gave them.
+fn challenge_problem(authz: &instant_acme::AuthorizationState) -> Option<String> {
+    authz
+        .challenges
+        .iter()
+        .find_map(|c| c.error.as_ref().map(ToString::to_string))
+}
+
 fn domain_of(id: &Identifier) -> String {
     match id {
         Identifier::Dns(d) => model::validation_domain(d).to_owned(),
@@ -354,9 +387,10 @@ pub(super) async fn round(
             AuthorizationStatus::Valid => continue,
             AuthorizationStatus::Pending => {}
             other => {
+                let problem = challenge_problem(&authz).unwrap_or_else(|| format!("{other:?}"));
                 return Err(Failure::new(
                     Error::Other(format!(
-                        "the ACME CA's authorization for {domain} is {other:?}"
+                        "the ACME CA could not validate {domain} (authorization {other:?}): {problem}"
                     )),
                     Step::Idle,
                 ));
@@ -419,10 +453,7 @@ pub(super) async fn check(
             AuthorizationStatus::Valid => {}
             AuthorizationStatus::Pending => {
                 unvalidated.push(shown.clone());
-                let problem = authz
-                    .challenges
-                    .iter()
-                    .find_map(|c| c.error.as_ref().map(ToString::to_string));
+                let problem = challenge_problem(&authz);
                 match authz.challenge(kind.clone()) {
                     Some(mut challenge)
                         if challenge.status == instant_acme::ChallengeStatus::Pending =>
@@ -440,11 +471,7 @@ pub(super) async fn check(
                 }
             }
             other => {
-                let problem = authz
-                    .challenges
-                    .iter()
-                    .find_map(|c| c.error.as_ref().map(ToString::to_string))
-                    .unwrap_or_else(|| format!("{other:?}"));
+                let problem = challenge_problem(&authz).unwrap_or_else(|| format!("{other:?}"));
                 refused.push(format!("{shown}: {problem}"));
             }
         }

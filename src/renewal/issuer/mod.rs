@@ -6,6 +6,7 @@
 //! | phase | CertCentral | ACME |
 //! | --- | --- | --- |
 //! | prepare | order info: status, names, platform, hash | account, ARI `replaces`, profile |
+//! | CAA | DigiCert's issuer domains | the directory's `caaIdentities`, the account, the challenge |
 //! | submit | `POST …/reissue` or `…/duplicate` (the CSR) | `newOrder` |
 //! | reconcile | our CSR's key in the reissue/duplicate list | (a lost newOrder is simply sent again) |
 //! | poll | order info, the lists, download | the order; finalize (the CSR) when ready; download |
@@ -98,6 +99,17 @@ pub(super) async fn prepare(ctx: &mut Ctx<'_>, now: i64) -> Result<Prepared, Fai
     match &ctx.cert.issuer {
         crate::config::Issuer::CertCentral { .. } => certcentral::prepare(ctx, now).await,
         crate::config::Issuer::Acme { .. } => acme::prepare(ctx, now).await,
+    }
+}
+
+/// What the CA's CAA check would hold the records against, if it can be known.
+pub(super) async fn caa_issuer(
+    ctx: &Ctx<'_>,
+    prepared: &Prepared,
+) -> Result<Option<crate::validation::caa::Issuer>, Failure> {
+    match &prepared.target {
+        Target::CertCentral(_) => Ok(Some(crate::validation::caa::Issuer::digicert())),
+        Target::Acme(a) => acme::caa_issuer(ctx, a).await,
     }
 }
 
