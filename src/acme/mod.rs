@@ -134,7 +134,7 @@ impl HttpClient for Http {
             let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
             tracing::debug!(%method, url = %parts_url, status, "ACME request");
             count_request(host, method, status);
-            let mut resp = sent.map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+            let resp = sent.map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
             if !resp.status().is_success()
                 && let Some(wait) = resp
                     .headers()
@@ -149,25 +149,42 @@ impl HttpClient for Http {
             for (k, v) in resp.headers() {
                 builder = builder.header(k, v);
             }
-            let mut data = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| instant_acme::Error::Other(Box::new(e)))?
-            {
-                if data.len() + chunk.len() > BODY_LIMIT {
-                    return Err(instant_acme::Error::Str(
-                        "the ACME CA's answer is larger than 1 MiB",
-                    ));
+            let data = read_limited(resp).await.map_err(|e| match e {
+                ReadError::TooLarge => {
+                    instant_acme::Error::Str("the ACME CA's answer is larger than 1 MiB")
                 }
-                data.extend_from_slice(&chunk);
-            }
+                ReadError::Http(e) => instant_acme::Error::Other(Box::new(e)),
+            })?;
             let response = builder
                 .body(http_body_util::Full::new(Bytes::from(data)))
                 .map_err(instant_acme::Error::Http)?;
             Ok(BytesResponse::from(response))
         })
     }
+}
+
+/// Why an answer's body could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("the answer is larger than 1 MiB")]
+    TooLarge,
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+}
+
+/// An answer's body, refused past [`BODY_LIMIT`] (announced or not) without reading the rest.
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, ReadError> {
+    if resp.content_length().is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut data = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if data.len() + chunk.len() > BODY_LIMIT {
+            return Err(ReadError::TooLarge);
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
 }
 
 /// What a directory offers, for `check --online` and the engine.
@@ -386,7 +403,10 @@ impl Issuer {
                 resp.status()
             )));
         }
-        let dir: serde_json::Value = resp.json().await.map_err(|e| {
+        let body = read_limited(resp).await.map_err(|e| {
+            Error::Other(format!("cannot read the ACME directory {directory}: {e}"))
+        })?;
+        let dir: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
             Error::Other(format!("the ACME directory {directory} is not JSON: {e}"))
         })?;
         if dir.get("newOrder").is_none() {

@@ -105,7 +105,7 @@ pub(super) struct RawCertificate {
     pub combined_file: Option<Spanned<PathBuf>>,
     pub owner: Option<String>,
     pub group: Option<String>,
-    pub key_mode: Option<Mode>,
+    pub key_mode: Option<Spanned<Mode>>,
     pub cert_mode: Option<Mode>,
     pub deploy_check: Option<Argv>,
     pub reload: Option<Argv>,

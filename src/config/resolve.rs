@@ -335,6 +335,21 @@ impl<'a> Resolver<'a> {
                 return Err(self.err(spanned, "must name a file"));
             }
         }
+        // A private key readable or writable by every local user is refused (it is also
+        // reachable through STATE/live, whatever protects the key_file folder).
+        let key_mode = match &rc.key_mode {
+            Some(m) if m.get_ref().0 & 0o007 != 0 => {
+                return Err(self.err(
+                    m,
+                    format!(
+                        "key_mode {:04o} lets every local user reach the private key: use 0600, or 0640 with group",
+                        m.get_ref().0
+                    ),
+                ));
+            }
+            Some(m) => m.get_ref().0,
+            None => 0o600,
+        };
         Ok(Certificate {
             name: rc.name.into_inner(),
             issuer,
@@ -352,7 +367,7 @@ impl<'a> Resolver<'a> {
             files,
             owner: rc.owner,
             group: rc.group,
-            key_mode: rc.key_mode.map_or(0o600, |m| m.0),
+            key_mode,
             cert_mode: rc.cert_mode.map_or(0o644, |m| m.0),
             deploy_check: rc.deploy_check,
             reload: rc.reload,

@@ -451,7 +451,7 @@ fn migrate_v1(journal: &mut serde_json::Value) {
 impl Journal {
     /// Caps stored instants at `now + max_wait`: after the clock was set back, a pending poll
     /// or a retry never waits longer than it could have when it was recorded.
-    pub fn clamp_times(&mut self, now: i64, max_wait: i64) {
+    pub fn clamp_times(&mut self, now: i64, max_wait: i64, propagation: i64) {
         let cap = now.saturating_add(max_wait);
         if let Some(at) = self.retry_at.as_mut()
             && *at != i64::MAX
@@ -462,6 +462,9 @@ impl Journal {
             Step::Pending { next_poll, .. } => *next_poll = (*next_poll).min(cap),
             Step::Validating { validation, .. } => {
                 validation.next_check = validation.next_check.min(cap);
+                if let Some(deadline) = validation.propagation_deadline.as_mut() {
+                    *deadline = (*deadline).min(now.saturating_add(propagation));
+                }
             }
             _ => {}
         }
@@ -513,7 +516,7 @@ mod tests {
   "failures": 1, "retry_at": 186400, "updated": 3 }"#;
         let now = 100_000; // the clock went back a day after the times were stored
         let mut j = parse(pending.as_bytes()).expect("parses");
-        j.clamp_times(now, 3600);
+        j.clamp_times(now, 3600, 600);
         let Step::Pending { next_poll, .. } = j.step else {
             panic!("{:?}", j.step)
         };
@@ -522,13 +525,39 @@ mod tests {
         // Times already within the cap are left alone, and i64::MAX means "never".
         let mut j = parse(pending.as_bytes()).expect("parses");
         j.retry_at = Some(i64::MAX);
-        j.clamp_times(186_000, 3600);
+        j.clamp_times(186_000, 3600, 600);
         let Step::Pending { next_poll, .. } = j.step else {
             panic!("{:?}", j.step)
         };
         assert_eq!((next_poll, j.retry_at), (186_400, Some(i64::MAX)));
+        // A DNS wait's deadline from before the clock went back lasts at most the timeout.
+        let mut v = parse(pending.as_bytes()).expect("parses");
+        let Step::Pending {
+            attempt, request, ..
+        } = v.step.clone()
+        else {
+            panic!("{:?}", v.step)
+        };
+        v.step = Step::Validating {
+            attempt,
+            request,
+            validation: super::super::step::Validation {
+                since: 1,
+                checks: 0,
+                next_check: 186_400,
+                propagation_deadline: Some(186_400),
+                asked: false,
+                last_answer: None,
+                unvalidated: Vec::new(),
+            },
+        };
+        v.clamp_times(now, 3600, 600);
+        let Step::Validating { validation, .. } = &v.step else {
+            panic!("{:?}", v.step)
+        };
+        assert_eq!(validation.propagation_deadline, Some(now + 600));
         // Far in the past or future, nothing overflows.
-        j.clamp_times(i64::MAX, i64::MAX);
-        j.clamp_times(i64::MIN, 3600);
+        j.clamp_times(i64::MAX, i64::MAX, i64::MAX);
+        j.clamp_times(i64::MIN, 3600, 600);
     }
 }

@@ -278,7 +278,11 @@ impl Engine {
             let store = store.clone();
             blocking(move || store.load()).await??
         };
-        j.clamp_times(unix_now(), self.max_wait());
+        j.clamp_times(
+            unix_now(),
+            self.max_wait(),
+            secs(cert.validation.propagation_timeout),
+        );
         let mut ctx = Ctx {
             engine: self,
             cert,

@@ -14,7 +14,7 @@ use std::path::Path;
 use hickory_net::client::ClientHandle;
 use hickory_net::proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_net::proto::rr::rdata::{CNAME, TXT};
-use hickory_net::proto::rr::{RData, Record, RecordSet, TSigner};
+use hickory_net::proto::rr::{Name, RData, Record, RecordSet, TSigner};
 
 use super::dns::{client, name};
 use super::{DnsRecord, Error, RecordType};
@@ -190,6 +190,18 @@ impl Updater {
             .map_err(|e| Error::Dns(format!("{e}; set zone in [[dns_update]]")))
     }
 
+    /// The zone for `record` as a name, refused when it does not hold the record (an update
+    /// for a name outside its zone is malformed).
+    fn zone_name(&self, record: &DnsRecord, zone: &str) -> Result<Name, Error> {
+        let z = name(zone)?;
+        if !z.zone_of(&name(&record.name)?) {
+            return Err(Error::Dns(format!(
+                "{record} is not in zone {zone}: fix zone in [[dns_update]] (or leave it out to find the zone)"
+            )));
+        }
+        Ok(z)
+    }
+
     fn rrset(record: &DnsRecord, ttl: u32) -> Result<RecordSet, Error> {
         let owner = name(&record.name)?;
         let data = match record.rtype {
@@ -204,10 +216,12 @@ impl Updater {
         let zone = self.zone_for(&record.name).await?;
         let mut c = client(self.server, Some(self.key.signer()?));
         let rrset = Self::rrset(record, TTL)?;
-        c.append(rrset, name(&zone)?, false)
+        let zone_name = self.zone_name(record, &zone)?;
+        let answer = c
+            .append(rrset, zone_name, false)
             .await
-            .map(drop)
-            .map_err(|e| self.failed("add", record, &zone, e))
+            .map_err(|e| self.failed("add", record, &zone, e))?;
+        accepted(&answer).map_err(|code| self.failed("add", record, &zone, code))
     }
 
     /// Deletes exactly `record` (nothing else at that name); a missing record is fine.
@@ -215,10 +229,12 @@ impl Updater {
         let zone = self.zone_for(&record.name).await?;
         let mut c = client(self.server, Some(self.key.signer()?));
         let rrset = Self::rrset(record, 0)?;
-        c.delete_by_rdata(rrset, name(&zone)?)
+        let zone_name = self.zone_name(record, &zone)?;
+        let answer = c
+            .delete_by_rdata(rrset, zone_name)
             .await
-            .map(drop)
-            .map_err(|e| self.failed("delete", record, &zone, e))
+            .map_err(|e| self.failed("delete", record, &zone, e))?;
+        accepted(&answer).map_err(|code| self.failed("delete", record, &zone, code))
     }
 
     fn failed(
@@ -232,6 +248,18 @@ impl Updater {
             "{} refused to {what} {record} in zone {zone} (key {}): {e}",
             self.server, self.key.name
         ))
+    }
+}
+
+/// Whether the server applied the update: an answer is not a yes, its response code is
+/// (REFUSED, NOTAUTH or SERVFAIL arrive as answers).
+fn accepted(answer: &hickory_net::proto::op::DnsResponse) -> Result<(), String> {
+    match answer.metadata.response_code {
+        hickory_net::proto::op::ResponseCode::NoError => Ok(()),
+        code => Err(format!(
+            "the server answered {code} (rcode {})",
+            u16::from(code)
+        )),
     }
 }
 

@@ -666,3 +666,35 @@ async fn an_acme_retry_after_sets_the_next_attempt() {
         "one request, no retry in the call"
     );
 }
+
+/// A directory whose body never ends is refused after 1 MiB, by `check --online` (and so by
+/// the engine, which reads it the same way), instead of filling memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_directory_is_refused() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().fallback(|| async {
+        let chunk = bytes::Bytes::from(vec![b' '; 64 * 1024]);
+        let stream =
+            futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+        axum::body::Body::from_stream(stream)
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let env = TestEnv::new().await;
+    env.write_config(
+        "",
+        &format!(
+            "[[acme]]\nname = \"endless\"\ndirectory = \"http://{addr}/dir\"\n\n[[certificate]]\nname = \"www\"\nacme = \"endless\"\ncommon_name = \"example.test\"\nchallenge = \"dns-01\"\ndns_publish = [\"/bin/true\"]\ncert_file = \"certs/www/cert.pem\"\nkey_file = \"certs/www/key.pem\"\n"
+        ),
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        env.certkeeper(&["check", "--online"]),
+    )
+    .await
+    .expect("check --online ends");
+    assert_eq!(out.status.code(), Some(1), "{}", crate::common::text(&out));
+    assert_says(&out, "larger than 1 MiB");
+}

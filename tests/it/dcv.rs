@@ -849,3 +849,43 @@ async fn caa_records_that_forbid_digicert_cost_no_request() {
     let check = env.certkeeper(&["check", "--online"]).await;
     assert_says(&check, "ok: the CAA records allow digicert.com");
 }
+
+/// An RFC 2136 update the server refuses (NOTAUTH, rcode 9: `zone = "test"` holds the name but
+/// is not the server's) is a failure naming the answer, not a record taken as published; a
+/// zone that does not hold the name is refused before anything is sent. Neither asks
+/// CertCentral's check-dcv.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_dns_update_is_a_failure() {
+    let servers = tempfile::tempdir().expect("tempdir");
+    let bind = Bind::start(servers.path().join("bind"));
+    let env = env_with("example.test", dns_reach(&bind), |_| {}).await;
+    for (zone, said) in [
+        ("test", "answered Not authorized (rcode 9)"),
+        ("elsewhere.test", "is not in zone elsewhere.test"),
+    ] {
+        env.write_config(
+            "",
+            &format!(
+                "{}zone = \"{zone}\"\n{}",
+                dns_update(&bind),
+                env.cert(
+                    "www",
+                    &format!(
+                        "dcv_method = \"dns-txt-token\"\ndns_update = \"primary\"\ndns_resolver = \"{}\"",
+                        bind.addr()
+                    )
+                )
+            ),
+        );
+        let outcome = env.renew("www", false, Duration::from_secs(30)).await;
+        let Outcome::Failed { message, .. } = outcome else {
+            panic!("{zone}: {outcome:?}");
+        };
+        assert!(message.contains(said), "{zone}: {message}");
+    }
+    assert_eq!(
+        env.sandbox.count("PUT", "/check-dcv"),
+        0,
+        "the CA was not asked"
+    );
+}

@@ -361,7 +361,7 @@ fn domain_of(id: &Identifier) -> String {
 /// What the pending authorizations' challenges need published.
 pub(super) async fn round(
     ctx: &mut Ctx<'_>,
-    _attempt: &Attempt,
+    attempt: &Attempt,
     a: &AcmeTarget,
     request: &Request,
     here: &Step,
@@ -383,6 +383,21 @@ pub(super) async fn round(
     while let Some(next) = authzs.next().await {
         let mut authz = next.map_err(fail)?;
         let domain = domain_of(authz.identifier().identifier);
+        // Only this attempt's names reach files, DNS and hooks, whatever the CA lists.
+        let ours = matches!(authz.identifier().identifier, Identifier::Dns(n)
+            if attempt.names.iter().any(|a| model::validation_domain(a).eq_ignore_ascii_case(model::validation_domain(n))));
+        if !ours {
+            let shown: String = format!("{:?}", authz.identifier().identifier)
+                .chars()
+                .take(80)
+                .collect();
+            return Err(Failure::new(
+                Error::Other(format!(
+                    "the ACME CA asks to validate {shown}, which this renewal did not ask for; nothing was published"
+                )),
+                Step::Idle,
+            ));
+        }
         match authz.status {
             AuthorizationStatus::Valid => continue,
             AuthorizationStatus::Pending => {}

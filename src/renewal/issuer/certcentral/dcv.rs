@@ -78,6 +78,16 @@ pub(in crate::renewal::issuer) async fn round(
             }
         }
     };
+    // The value reaches files, DNS and hooks: only what DigiCert's values look like.
+    if !is_random_value(&value.value) {
+        let shown: String = value.value.chars().take(40).collect();
+        return Err(Failure::new(
+            Error::Other(format!(
+                "CertCentral sent a random value that is not 8 to 128 letters, digits, '-' or '_' ({shown:?}); nothing was published"
+            )),
+            Step::Idle,
+        ));
+    }
     let records = dcv_records(
         method,
         ctx.cert.validation.dnsauth_label,
@@ -254,6 +264,14 @@ pub(in crate::renewal::issuer) async fn check(
     }
 }
 
+/// Whether `v` looks like a CertCentral random value: 8 to 128 ASCII letters, digits, `-` or
+/// `_` (DigiCert's are 32 hexadecimal digits; dcv.md).
+fn is_random_value(v: &str) -> bool {
+    (8..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,5 +303,21 @@ mod tests {
         let cname = dcv_records(DcvMethod::DnsCnameToken, false, &names[..1], "v1");
         assert!(matches!(&cname[0].what, WantedKind::Dns(r)
             if r.name == "_dnsauth.example.test" && r.rtype == RecordType::Cname && r.value == "v1.dcv.digicert.com"));
+    }
+
+    #[test]
+    fn only_values_shaped_like_digicerts_are_published() {
+        assert!(is_random_value("6e2c97bb9afa50402a73a5fe63bd4210"));
+        let long = "a".repeat(129);
+        for bad in [
+            "",
+            "short",
+            "a1b2c3d4\nupdate delete example.test TXT",
+            "a1b2c3d4 e5",
+            "\"a1b2c3d4\"",
+            long.as_str(),
+        ] {
+            assert!(!is_random_value(bad), "{bad:?}");
+        }
     }
 }
