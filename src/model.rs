@@ -362,6 +362,25 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<std:
     Some(at.duration_since(now).unwrap_or_default())
 }
 
+/// Text from outside the process (a CA's message, a DNS server's answer) made fit for logs,
+/// terminals, journals and hook environments: control characters escaped (`\n`, `\u{1b}`),
+/// and cut after `limit` characters, marked "(truncated)".
+pub fn outside_text(text: &str, limit: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(limit) + 16);
+    for (n, c) in text.chars().enumerate() {
+        if n == limit {
+            out.push_str("… (truncated)");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The `www.`/base companion some CertCentral products add for free to a common name:
 /// `www.example.com` for `example.com`, and back.
 pub fn companion(common_name: &str) -> String {
@@ -400,6 +419,14 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_text_is_escaped_and_cut() {
+        assert_eq!(outside_text("ok: fine", 100), "ok: fine");
+        assert_eq!(outside_text("a\nb\u{1b}[2J", 100), "a\\nb\\u{1b}[2J");
+        assert_eq!(outside_text("abcdef", 3), "abc… (truncated)");
+        assert_eq!(outside_text("é漢字", 2), "é漢… (truncated)");
+    }
 
     #[test]
     fn name_list_puts_the_common_name_first_and_each_name_once() {

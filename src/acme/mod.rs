@@ -32,7 +32,7 @@ const BODY_LIMIT: usize = 1024 * 1024;
 #[non_exhaustive]
 pub enum Error {
     /// The CA answered with a problem document (RFC 8555 §6.7).
-    #[error("the ACME CA at {directory} answered: {source}")]
+    #[error("the ACME CA at {directory} answered: {}", crate::model::outside_text(&source.to_string(), 2000))]
     Acme {
         directory: String,
         source: Box<instant_acme::Error>,

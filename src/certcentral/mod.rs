@@ -438,6 +438,9 @@ async fn read_body(mut resp: reqwest::Response, endpoint: &str) -> Result<String
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// How many of CertCentral's error entries are kept.
+const MAX_API_ERRORS: usize = 5;
+
 /// Reads the `{"errors":[…]}` envelope; tolerates `errors` as a single object (§5).
 fn parse_errors(body: &str, status: StatusCode) -> Vec<ApiError> {
     #[derive(serde::Deserialize)]
@@ -450,7 +453,7 @@ fn parse_errors(body: &str, status: StatusCode) -> Vec<ApiError> {
     struct Envelope {
         errors: Errors,
     }
-    match serde_json::from_str::<Envelope>(body) {
+    let parsed = match serde_json::from_str::<Envelope>(body) {
         Ok(Envelope {
             errors: Errors::Many(v),
         }) if !v.is_empty() => v,
@@ -464,7 +467,16 @@ fn parse_errors(body: &str, status: StatusCode) -> Vec<ApiError> {
                 s => s,
             },
         }],
-    }
+    };
+    // What CertCentral said, made safe to log, show and keep: a few entries, each cut short.
+    parsed
+        .into_iter()
+        .take(MAX_API_ERRORS)
+        .map(|e| ApiError {
+            code: crate::model::outside_text(&e.code, 200),
+            message: crate::model::outside_text(&e.message, 1000),
+        })
+        .collect()
 }
 
 /// Requests sent by this process: (method and path template, HTTP status or 0) → count.

@@ -115,7 +115,11 @@ impl Ctx<'_> {
                     .unwrap_or_default(),
             ),
             ("CERTKEEPER_STATE".into(), state.to_owned()),
-            ("CERTKEEPER_ERROR".into(), error.to_owned()),
+            // Hook environments are limited (E2BIG past 128 KiB): the error is cut short.
+            (
+                "CERTKEEPER_ERROR".into(),
+                crate::model::outside_text(error, 4096),
+            ),
             (
                 "CERTKEEPER_DAYS_LEFT".into(),
                 not_after.map(days_left).unwrap_or_default(),

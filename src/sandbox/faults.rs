@@ -18,6 +18,9 @@ pub enum FaultKind {
     ServerError(u16),
     /// Answer after this delay.
     Slow(Duration),
+    /// A 400 whose error code and message carry terminal escapes, a forged log line and
+    /// 600 KB of text.
+    HostileError,
     /// Answer the next certificate download after this delay (other calls are not delayed).
     SlowDownload(Duration),
     /// Accept a reissue or duplicate, then drop the connection without an answer.
@@ -51,6 +54,7 @@ impl FaultKind {
                 | Self::RateLimitAfter(_)
                 | Self::ServerError(_)
                 | Self::Slow(_)
+                | Self::HostileError
                 | Self::EndlessBody
         )
     }
@@ -117,9 +121,10 @@ impl FromStr for Fault {
             "endless-body" => FaultKind::EndlessBody,
             "organization-empty-array" => FaultKind::OrganizationEmptyArray,
             "order-without-status" => FaultKind::OrderWithoutStatus,
+            "hostile-error" => FaultKind::HostileError,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?}; known: rate-limit[=SECS], server-error[=5xx], slow=DURATION, slow-download=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem, bad-chain, endless-body, organization-empty-array, order-without-status"
+                    "unknown fault {other:?}; known: rate-limit[=SECS], server-error[=5xx], slow=DURATION, slow-download=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem, bad-chain, endless-body, organization-empty-array, order-without-status, hostile-error"
                 ));
             }
         };

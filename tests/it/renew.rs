@@ -586,3 +586,37 @@ async fn an_order_without_status_is_refused() {
     );
     assert_eq!(env.sandbox.count("POST", "/reissue"), 0);
 }
+
+/// A hostile error answer (terminal escapes, a forged log line, 600 KB) is kept as the code
+/// and message CertCentral sent, escaped and cut short: the journal stays small, and neither
+/// `status` nor the error carry a control character.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_error_is_escaped_and_cut() {
+    let env = TestEnv::with(SandboxConfig {
+        faults: vec![Fault::times(FaultKind::HostileError, 10)],
+        ..SandboxConfig::default()
+    })
+    .await;
+    env.write_config("", &env.cert("www", ""));
+    let outcome = renew(&env, "www", false).await;
+    let Outcome::Failed { message, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        message.contains("invalid_request\\u{1b}]0;owned\\u{7}: bad\\n2026")
+            && message.contains("(truncated)")
+            && message.len() < 4096
+            && !message.chars().any(char::is_control),
+        "{}",
+        &message[..message.len().min(400)]
+    );
+    let journal = std::fs::metadata(env.path("state/certs/www/journal.json")).expect("journal");
+    assert!(
+        journal.len() < 16 * 1024,
+        "journal is {} bytes",
+        journal.len()
+    );
+    let table = crate::common::text(&env.certkeeper(&["status"]).await);
+    assert!(!table.contains('\u{1b}'), "{table}");
+    assert!(table.contains("(truncated)"), "{table}");
+}

@@ -348,7 +348,8 @@ fn challenge_problem(authz: &instant_acme::AuthorizationState) -> Option<String>
     authz
         .challenges
         .iter()
-        .find_map(|c| c.error.as_ref().map(ToString::to_string))
+        .find_map(|c| c.error.as_ref())
+        .map(|p| model::outside_text(&p.to_string(), 1000))
 }
 
 fn domain_of(id: &Identifier) -> String {

@@ -138,6 +138,14 @@ async fn gate(AxState(state): AxState<Shared>, req: Request, next: Next) -> Resp
                 next.run(req).await
             }
             Some(FaultKind::EndlessBody) => endless(),
+            Some(FaultKind::HostileError) => error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request\u{1b}]0;owned\u{7}",
+                &format!(
+                    "bad\n2026-01-01T00:00:00Z  INFO renewal complete cert=www\u{1b}[2J{}",
+                    "x".repeat(600_000)
+                ),
+            ),
             _ => next.run(req).await,
         }
     };
