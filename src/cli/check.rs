@@ -216,10 +216,7 @@ async fn caa_refusals(
     names: &[String],
 ) -> Result<Vec<String>, crate::validation::Error> {
     use crate::validation::{caa, dns};
-    let resolver = match &cert.validation.dns_resolver {
-        Some(r) => dns::server_addr(&r.0.host, r.0.port).await?,
-        None => dns::system_resolver()?,
-    };
+    let resolver = dns::resolver(cert.validation.resolver()).await?;
     caa::refusals(resolver, names, &caa::Issuer::digicert()).await
 }
 

@@ -125,6 +125,15 @@ pub struct Validation {
     pub propagation_timeout: Duration,
 }
 
+impl Validation {
+    /// `dns_resolver` as host and port, if set.
+    pub fn resolver(&self) -> Option<(&str, u16)> {
+        self.dns_resolver
+            .as_ref()
+            .map(|r| (r.0.host.as_str(), r.0.port))
+    }
+}
+
 /// Where a DNS record must be visible before the CA is asked to check it
 /// (`dns_propagation_check`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]

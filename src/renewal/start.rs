@@ -136,11 +136,7 @@ impl Ctx<'_> {
         let Some(ca) = issuer::caa_issuer(self, prepared).await? else {
             return Ok(());
         };
-        let resolver = match &self.cert.validation.dns_resolver {
-            Some(r) => dns::server_addr(&r.0.host, r.0.port).await,
-            None => dns::system_resolver(),
-        };
-        let refused = match resolver {
+        let refused = match dns::resolver(self.cert.validation.resolver()).await {
             Ok(r) => caa::refusals(r, &prepared.names, &ca).await,
             Err(e) => Err(e),
         };

@@ -298,10 +298,7 @@ impl Ctx<'_> {
         pubs: &[Publication],
     ) -> Result<Option<(DnsRecord, String)>, Error> {
         let validation = &self.cert.validation;
-        let resolver = match &validation.dns_resolver {
-            Some(r) => dns::server_addr(&r.0.host, r.0.port).await?,
-            None => dns::system_resolver()?,
-        };
+        let resolver = dns::resolver(validation.resolver()).await?;
         let mut records: Vec<&DnsRecord> =
             pubs.iter().filter_map(|p| p.what.dns_record()).collect();
         records.dedup();

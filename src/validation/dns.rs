@@ -63,6 +63,14 @@ pub async fn server_addr(host: &str, port: u16) -> Result<SocketAddr, Error> {
         .ok_or_else(|| Error::Dns(format!("DNS server {host} has no address")))
 }
 
+/// The resolver to ask: `configured` (`dns_resolver`'s host and port), else the system's.
+pub async fn resolver(configured: Option<(&str, u16)>) -> Result<SocketAddr, Error> {
+    match configured {
+        Some((host, port)) => server_addr(host, port).await,
+        None => system_resolver(),
+    }
+}
+
 /// The system's resolver: the first `nameserver` of `/etc/resolv.conf`.
 pub fn system_resolver() -> Result<SocketAddr, Error> {
     let text = crate::safefs::read(std::path::Path::new("/etc/resolv.conf"), 1024 * 1024).map_err(

@@ -565,12 +565,10 @@ async fn retry_after_sets_the_next_attempt() {
     assert_eq!(rows[0]["state"], "failed", "{}", rows[0]);
 }
 
-/// Order info without `status` (documented as always there) is refused, naming the field and
-/// the call; nothing is reissued on a guess.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_without_status_is_refused() {
+/// A sandbox with `fault`, and the error `renew www` fails with.
+async fn failing_with(fault: Fault) -> (TestEnv, String) {
     let env = TestEnv::with(SandboxConfig {
-        faults: vec![Fault::once(FaultKind::OrderWithoutStatus)],
+        faults: vec![fault],
         ..SandboxConfig::default()
     })
     .await;
@@ -579,6 +577,14 @@ async fn an_order_without_status_is_refused() {
     let Outcome::Failed { message, .. } = outcome else {
         panic!("{outcome:?}");
     };
+    (env, message)
+}
+
+/// Order info without `status` (documented as always there) is refused, naming the field and
+/// the call; nothing is reissued on a guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_without_status_is_refused() {
+    let (env, message) = failing_with(Fault::once(FaultKind::OrderWithoutStatus)).await;
     assert!(
         message.contains("GET /order/certificate/1001")
             && message.contains("missing field `status`"),
@@ -592,16 +598,7 @@ async fn an_order_without_status_is_refused() {
 /// `status` nor the error carry a control character.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_error_is_escaped_and_cut() {
-    let env = TestEnv::with(SandboxConfig {
-        faults: vec![Fault::times(FaultKind::HostileError, 10)],
-        ..SandboxConfig::default()
-    })
-    .await;
-    env.write_config("", &env.cert("www", ""));
-    let outcome = renew(&env, "www", false).await;
-    let Outcome::Failed { message, .. } = outcome else {
-        panic!("{outcome:?}");
-    };
+    let (env, message) = failing_with(Fault::times(FaultKind::HostileError, 10)).await;
     assert!(
         message.contains("invalid_request\\u{1b}]0;owned\\u{7}: bad\\n2026")
             && message.contains("(truncated)")
