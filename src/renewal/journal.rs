@@ -546,9 +546,7 @@ mod tests {
                 checks: 0,
                 next_check: 186_400,
                 propagation_deadline: Some(186_400),
-                asked: false,
-                last_answer: None,
-                unvalidated: Vec::new(),
+                ..Default::default()
             },
         };
         v.clamp_times(now, 3600, 600);

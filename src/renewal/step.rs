@@ -145,7 +145,7 @@ impl Request {
 }
 
 /// Where a validation round stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Validation {
     pub since: i64,
     /// Checks asked of the CA so far (drives the backoff).
@@ -157,6 +157,10 @@ pub struct Validation {
     /// Whether the CA was told the records are ready (ACME's challenge POST; done once).
     #[serde(default)]
     pub asked: bool,
+    /// Whether every DNS record was seen where the CA looks: one that disappears after is
+    /// published again.
+    #[serde(default)]
+    pub visible: bool,
     /// The CA's last answer, for `status` (e.g. `invalid_dns_txt: …`).
     #[serde(default)]
     pub last_answer: Option<String>,

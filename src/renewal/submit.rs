@@ -72,12 +72,8 @@ impl Ctx<'_> {
                 request,
                 validation: Validation {
                     since: now,
-                    checks: 0,
                     next_check: now,
-                    propagation_deadline: None,
-                    asked: false,
-                    last_answer: None,
-                    unvalidated: Vec::new(),
+                    ..Validation::default()
                 },
             }),
             Answer::Resubmit(attempt) => Ok(Step::KeyReady { attempt }),

@@ -66,32 +66,54 @@ impl Ctx<'_> {
             };
             return Err(Failure::new(e, here(v)));
         }
-        // 3. DNS: wait until the records are visible where the CA will look.
+        // 3. DNS: wait until the records are visible where the CA will look. A record seen
+        //    once and gone since (a zone reload, a hand edit) is published again and waited for.
         let mut v = v;
-        if !v.asked && wanted.iter().any(|p| p.what.dns_record().is_some()) {
-            let deadline = *v.propagation_deadline.get_or_insert(
-                now.saturating_add(super::secs(self.cert.validation.propagation_timeout)),
-            );
-            let missing = self
+        if wanted.iter().any(|p| p.what.dns_record().is_some()) {
+            let mut missing = self
                 .not_yet_visible(&wanted)
                 .await
                 .map_err(|e| Failure::new(e, here(v.clone())))?;
-            if let Some((first, at)) = missing {
-                let answer = format!(
-                    "{} record for {} not yet visible at {at}",
-                    first.rtype, first.name
-                );
-                if now < deadline {
-                    info!(cert = %self.cert.name, order_id = self.cert.order_id(), record = %first, "{answer}");
-                    let wait = super::secs(PROPAGATION_POLL.delay_now(v.checks, None)).max(1);
-                    return Ok(here(Validation {
-                        next_check: now.saturating_add(wait).min(deadline),
-                        checks: v.checks.saturating_add(1),
-                        last_answer: Some(answer),
-                        ..v
-                    }));
+            if let Some((gone, at)) = &missing
+                && v.visible
+            {
+                warn!(cert = %self.cert.name, order_id = self.cert.order_id(), record = %gone, "the {} record for {} was visible and is gone at {at}; publishing it again", gone.rtype, gone.name);
+                for p in wanted.iter().filter(|p| p.what.dns_record() == Some(gone)) {
+                    publish(self.cert.name.as_str(), p)
+                        .await
+                        .map_err(|e| Failure::new(e, here(v.clone())))?;
                 }
-                warn!(cert = %self.cert.name, order_id = self.cert.order_id(), record = %first, "{answer} after dns_propagation_timeout; asking the CA anyway");
+                v.visible = false;
+                v.propagation_deadline = None;
+                missing = self
+                    .not_yet_visible(&wanted)
+                    .await
+                    .map_err(|e| Failure::new(e, here(v.clone())))?;
+            }
+            let deadline = *v.propagation_deadline.get_or_insert(
+                now.saturating_add(super::secs(self.cert.validation.propagation_timeout)),
+            );
+            match missing {
+                None => v.visible = true,
+                Some((first, at)) => {
+                    let answer = format!(
+                        "{} record for {} not yet visible at {at}",
+                        first.rtype, first.name
+                    );
+                    if now < deadline {
+                        info!(cert = %self.cert.name, order_id = self.cert.order_id(), record = %first, "{answer}");
+                        let wait = super::secs(PROPAGATION_POLL.delay_now(v.checks, None)).max(1);
+                        return Ok(here(Validation {
+                            next_check: now.saturating_add(wait).min(deadline),
+                            checks: v.checks.saturating_add(1),
+                            last_answer: Some(answer),
+                            ..v
+                        }));
+                    }
+                    if !v.asked {
+                        warn!(cert = %self.cert.name, order_id = self.cert.order_id(), record = %first, "{answer} after dns_propagation_timeout; asking the CA anyway");
+                    }
+                }
             }
         }
         // 4. Ask the CA to check.
@@ -204,36 +226,21 @@ impl Ctx<'_> {
         for w in wanted {
             let existing = self.j.published.iter().position(|p| p.what.same(&w.what));
             let index = match existing {
-                Some(i) if self.j.published[i].state == PubState::Published => continue,
+                Some(i) if self.j.published[i].state == PubState::Published => {
+                    if in_place(&self.j.published[i])? {
+                        continue;
+                    }
+                    let mut p = self.j.published[i].clone();
+                    warn!(cert = %self.cert.name, order_id = self.cert.order_id(), domain = %p.domain, at = %p.what.describe(), "what was published for validation is gone (deleted or overwritten); publishing it again");
+                    self.plan_dirs(&mut p)?;
+                    self.j.published[i] = p;
+                    self.store.save(self.j)?;
+                    i
+                }
                 Some(i) => i,
                 None => {
                     let mut p = w.clone();
-                    if let Published::File {
-                        root,
-                        path,
-                        created_dirs,
-                        ..
-                    } = &mut p.what
-                    {
-                        *created_dirs = webroot::missing_dirs(root, path)?;
-                        // Folders another publication created hold this file too: whichever
-                        // is taken down last removes them.
-                        for other in &self.j.published {
-                            if let Published::File {
-                                root: r,
-                                created_dirs: dirs,
-                                ..
-                            } = &other.what
-                                && r == root
-                            {
-                                for d in dirs {
-                                    if !created_dirs.contains(d) {
-                                        created_dirs.push(d.clone());
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    self.plan_dirs(&mut p)?;
                     self.j.published.push(p);
                     self.store.save(self.j)?;
                     self.j.published.len() - 1
@@ -244,6 +251,38 @@ impl Ctx<'_> {
             publish(self.cert.name.as_str(), &p).await?;
             self.j.published[index].state = PubState::Published;
             self.store.save(self.j)?;
+        }
+        Ok(())
+    }
+
+    /// Records in a file publication the folders that publishing it will create (and those
+    /// this certificate's other publications created, which hold it too: whichever is taken
+    /// down last removes them), before they are created.
+    fn plan_dirs(&self, p: &mut Publication) -> Result<(), Error> {
+        let Published::File {
+            root,
+            path,
+            created_dirs,
+            ..
+        } = &mut p.what
+        else {
+            return Ok(());
+        };
+        let others = self.j.published.iter().filter_map(|o| match &o.what {
+            Published::File {
+                root: r,
+                created_dirs: dirs,
+                ..
+            } if r == root => Some(dirs),
+            _ => None,
+        });
+        for d in webroot::missing_dirs(root, path)?
+            .into_iter()
+            .chain(others.flatten().cloned())
+        {
+            if !created_dirs.contains(&d) {
+                created_dirs.push(d);
+            }
         }
         Ok(())
     }
@@ -348,6 +387,20 @@ async fn updater(
     Ok(rfc2136::Updater::new(addr, key, zone.clone()))
 }
 
+/// Whether a publication recorded as published is still there. A file is read back; DNS
+/// records are looked up where the CA looks, in [`Ctx::validate`].
+fn in_place(p: &Publication) -> Result<bool, Error> {
+    match &p.what {
+        Published::File {
+            root,
+            path,
+            content,
+            ..
+        } => Ok(webroot::holds(root, path, content)?),
+        Published::Hook { .. } | Published::Update { .. } => Ok(true),
+    }
+}
+
 /// Publishes one record or file (idempotent).
 async fn publish(name: &str, p: &Publication) -> Result<(), Error> {
     match &p.what {
@@ -389,9 +442,9 @@ async fn unpublish(name: &str, p: &Publication) -> Result<(), Error> {
         Published::File {
             root,
             path,
+            content,
             created_dirs,
-            ..
-        } => Ok(webroot::remove(root, path, created_dirs)?),
+        } => Ok(webroot::remove(root, path, content, created_dirs)?),
         Published::Hook {
             record,
             cleanup,

@@ -416,6 +416,17 @@ impl Dir {
         Ok(names)
     }
 
+    /// Takes an exclusive `flock` on this folder, held until this `Dir` is dropped: for a
+    /// read-modify-write of a file inside it that other processes (or other certificates)
+    /// share. Waits while another holder has it; holders only ever keep it for one small
+    /// rewrite.
+    pub fn lock(&self) -> io::Result<()> {
+        Ok(rustix::fs::flock(
+            &self.fd,
+            rustix::fs::FlockOperation::LockExclusive,
+        )?)
+    }
+
     /// Makes what was done in this folder durable.
     pub fn sync(&self) -> io::Result<()> {
         Ok(rustix::fs::fsync(&self.fd)?)

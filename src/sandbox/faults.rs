@@ -40,6 +40,9 @@ pub enum FaultKind {
     /// Order info serves `"organization": []`, the empty-object quirk list orders is
     /// documented to have (certcentral-api.md §8), to keep lenient clients tested.
     OrganizationEmptyArray,
+    /// The next `check-dcv` answers "not found" without looking, as a CA whose check lags
+    /// behind what is published.
+    DcvNotYet,
     /// Order info leaves out `status`, which DigiCert documents as always there (a renamed
     /// field, a broken proxy): clients must refuse the answer, not guess.
     OrderWithoutStatus,
@@ -122,9 +125,10 @@ impl FromStr for Fault {
             "organization-empty-array" => FaultKind::OrganizationEmptyArray,
             "order-without-status" => FaultKind::OrderWithoutStatus,
             "hostile-error" => FaultKind::HostileError,
+            "dcv-not-yet" => FaultKind::DcvNotYet,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?}; known: rate-limit[=SECS], server-error[=5xx], slow=DURATION, slow-download=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem, bad-chain, endless-body, organization-empty-array, order-without-status, hostile-error"
+                    "unknown fault {other:?}; known: rate-limit[=SECS], server-error[=5xx], slow=DURATION, slow-download=DURATION, drop-submit-response, wrong-key, missing-name, expired, truncated-pem, bad-chain, endless-body, organization-empty-array, order-without-status, hostile-error, dcv-not-yet"
                 ));
             }
         };

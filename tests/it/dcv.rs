@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use certkeeper::renewal::Outcome;
-use certkeeper::sandbox::{OrderSpec, Reach, SandboxConfig};
+use certkeeper::sandbox::{Fault, FaultKind, OrderSpec, Reach, SandboxConfig};
 
 use crate::common::{TestEnv, assert_says, path_str};
 use crate::servers::{Bind, Nginx, PADDING};
@@ -138,6 +138,73 @@ async fn http_token_through_nginx() {
     let calls = env.sandbox.requests().len();
     assert!(calls <= 6, "{calls} requests: {:?}", env.sandbox.requests());
     assert_eq!(env.sandbox.count("PUT", "/check-dcv"), 1);
+}
+
+/// Two certificates on one web root (`example.test` and `www.example.test`, two orders) share
+/// `fileauth.txt`: both values are served while both wait, each renewal takes out only its own
+/// line, and a file a deploy wiped meanwhile is noticed and published again. Nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_certificates_share_a_web_root_and_a_wiped_file_is_republished() {
+    let servers = tempfile::tempdir().expect("tempdir");
+    let root = servers.path().join("www");
+    std::fs::create_dir_all(&root).expect("root");
+    let nginx = Nginx::webroot(servers.path().join("nginx"), &root);
+    let web: SocketAddr = format!("127.0.0.1:{}", nginx.port).parse().expect("addr");
+    let reach = Reach {
+        resolve: vec![("*".into(), web)],
+        dns_server: None,
+    };
+    let env = env_with("example.test", reach, |c| {
+        let mut www: OrderSpec = "1002:www.example.test".parse().expect("order");
+        www.dv = true;
+        c.orders.push(www);
+        // The CA's first check of each order lags: both wait with their values published.
+        c.faults.push(Fault::times(FaultKind::DcvNotYet, 2));
+    })
+    .await;
+    let http = format!(
+        "dcv_method = \"http-token\"\nhttp_root = \"{}\"",
+        root.display()
+    );
+    env.write_config(
+        "",
+        &format!(
+            "{}{}",
+            env.cert("apex", &http),
+            env.cert("www", &http)
+                .replace("order_id = 1001", "order_id = 1002")
+        ),
+    );
+    let file = root.join(".well-known/pki-validation/fileauth.txt");
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&file)
+            .map(|t| t.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    for name in ["apex", "www"] {
+        let outcome = drive(&env, name).await;
+        assert!(matches!(outcome, Outcome::Waiting { .. }), "{outcome:?}");
+    }
+    let both = lines();
+    assert_eq!(both.len(), 2, "both values are served: {both:?}");
+
+    let outcome = renew(&env, "apex", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    env.assert_installed_set_valid("apex");
+    assert_eq!(lines(), both[1..], "only apex's value was taken out");
+
+    // A deploy replaces the web root's content.
+    std::fs::remove_dir_all(root.join(".well-known")).expect("wipe");
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    env.assert_installed_set_valid("www");
+    assert!(
+        !root.join(".well-known").exists(),
+        "nothing left in the web root"
+    );
+    for name in ["apex", "www"] {
+        assert_eq!(journal(&env, name)["published"], serde_json::json!([]));
+    }
 }
 
 /// RFC 2136 with a TSIG key: one TXT record at `example.test` validates both the name and its
@@ -492,6 +559,38 @@ async fn a_wrong_value_stays_pending_and_status_explains() {
         bind.dig("example.test", "TXT"),
         ["v=spf1 -all"],
         "both records removed"
+    );
+}
+
+/// A record that was visible when CertCentral was asked and is gone since (a zone reloaded
+/// from its file, a hand edit) is published again before the next check, which then passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_gone_after_the_check_is_published_again() {
+    let servers = tempfile::tempdir().expect("tempdir");
+    let bind = Bind::start(servers.path().join("bind"));
+    let env = env_with("example.test", dns_reach(&bind), |c| {
+        c.faults.push(Fault::once(FaultKind::DcvNotYet));
+    })
+    .await;
+    write_rfc2136_config(&env, &bind, "dns-txt-token");
+    let first = drive(&env, "www").await;
+    assert!(matches!(first, Outcome::Waiting { .. }), "{first:?}");
+    assert_eq!(env.sandbox.count("PUT", "/check-dcv"), 1, "asked once");
+    let value = journal(&env, "www")["published"][0]["what"]["record"]["value"]
+        .as_str()
+        .expect("the journal names the value")
+        .to_owned();
+    bind.nsupdate(&[&format!("update delete example.test. TXT \"{value}\"")]);
+    assert_eq!(bind.dig("example.test", "TXT"), ["v=spf1 -all"], "gone");
+
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    env.assert_installed_set_valid("www");
+    assert_eq!(env.sandbox.count("PUT", "/check-dcv"), 2, "one more check");
+    assert_eq!(
+        bind.dig("example.test", "TXT"),
+        ["v=spf1 -all"],
+        "taken down"
     );
 }
 

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::orders::find_order;
 use super::{error, json_body, lock, not_found, parse_id, stamp};
+use crate::sandbox::FaultKind;
 use crate::sandbox::dcv::{Job, Verdict};
 use crate::sandbox::state::{State, SubStatus, base_domain, now_s};
 use crate::sandbox::{Shared, save};
@@ -154,6 +155,15 @@ pub(in crate::sandbox) async fn check(
         let Some(job) = job(&mut s, oid) else {
             return not_found("order");
         };
+        if s.take_fault(|k| *k == FaultKind::DcvNotYet).is_some() {
+            let code = match job.method.as_str() {
+                "http-token" => "file_random_value_not_found",
+                "dns-cname-token" => "invalid_dns_cname",
+                _ => "invalid_dns_txt",
+            };
+            let message = "The random value was not found (the check is still in progress).";
+            return error(StatusCode::BAD_REQUEST, code, message);
+        }
         (job, s.cfg.reach.clone())
     };
     let verdict = reach.check(&job).await;
