@@ -303,6 +303,7 @@ impl Ctx<'_> {
         }
         // A block or backoff was about the old attempt, not about this configuration.
         self.j.blocked = None;
+        self.j.notified = None;
         self.j.retry_at = None;
         self.j.last_error = None;
         self.j.failures = 0;

@@ -74,6 +74,10 @@ pub struct Journal {
     /// The state `on_failure` was last run for (`failed` or `stuck`), so it runs on changes.
     #[serde(default)]
     pub notified: Option<String>,
+    /// What that notification was about (the failure's text, digits masked), so that a
+    /// different failure is told too.
+    #[serde(default)]
+    pub notified_about: Option<String>,
 }
 
 /// A failure, for `status` and the retry logic.

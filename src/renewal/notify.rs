@@ -1,6 +1,8 @@
 //! Failures must reach a person: `on_failure` runs when a certificate enters `failed`, and
 //! again when it turns `STUCK` (blocked until the configuration changes, five failures in a
-//! row, or pending for more than three days), never on every retry; `on_renewed` runs after
+//! row, or pending for more than three days), and again for a different failure (its text,
+//! digits aside, differs) or after a configuration change lifted a block; never for the same
+//! failure retried. A notification counts as sent once its command started. `on_renewed` runs after
 //! each completed renewal. Both are argument vectors run without a shell, with the clean
 //! environment of every hook plus `CERTKEEPER_STATE`, `CERTKEEPER_ERROR` and
 //! `CERTKEEPER_DAYS_LEFT`.
@@ -58,32 +60,47 @@ impl Ctx<'_> {
     }
 
     async fn notify_state(&mut self, state: &str, error: &str) {
-        let already = matches!(
+        let about = topic(error);
+        let same_state = matches!(
             (self.j.notified.as_deref(), state),
             (Some("stuck"), _) | (Some("failed"), "failed")
         );
-        if already {
+        if same_state && self.j.notified_about.as_deref() == Some(about.as_str()) {
             return;
         }
-        self.j.notified = Some(state.to_owned());
-        if let Err(e) = self.store.save(self.j) {
-            warn!(cert = %self.cert.name, error = %e, "cannot record the notification");
-        }
-        let Some(argv) = &self.cert.on_failure else {
-            return;
+        let sent = match &self.cert.on_failure {
+            None => true,
+            Some(argv) => {
+                let env = self.notify_env(state, error);
+                info!(cert = %self.cert.name, order_id = self.cert.order_id(), state, command = %argv, "running on_failure");
+                match hooks::run(argv.as_slice(), &env, self.cert.hook_timeout).await {
+                    Ok(_) => true,
+                    // Never started: not sent, so it is tried again at the next failure.
+                    Err(e @ hooks::Error::Spawn { .. }) => {
+                        warn!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %e, "on_failure could not start; trying again at the next failure");
+                        false
+                    }
+                    Err(e) => {
+                        warn!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %e, "on_failure failed");
+                        true
+                    }
+                }
+            }
         };
-        let env = self.notify_env(state, error);
-        info!(cert = %self.cert.name, order_id = self.cert.order_id(), state, command = %argv, "running on_failure");
-        if let Err(e) = hooks::run(argv.as_slice(), &env, self.cert.hook_timeout).await {
-            warn!(cert = %self.cert.name, order_id = self.cert.order_id(), error = %e, "on_failure failed");
+        if sent {
+            self.j.notified = Some(state.to_owned());
+            self.j.notified_about = Some(about);
+            if let Err(e) = self.store.save(self.j) {
+                warn!(cert = %self.cert.name, error = %e, "cannot record the notification");
+            }
         }
     }
 
     /// After a completed renewal: runs `on_renewed`, and clears the failure notification.
     pub(super) async fn notify_renewed(&mut self, serial: &str, not_after: i64) {
-        if self.j.notified.take().is_some()
-            && let Err(e) = self.store.save(self.j)
-        {
+        let was_notified = self.j.notified.take().is_some();
+        self.j.notified_about = None;
+        if was_notified && let Err(e) = self.store.save(self.j) {
             warn!(cert = %self.cert.name, error = %e, "cannot record the notification");
         }
         let Some(argv) = &self.cert.on_renewed else {
@@ -128,9 +145,47 @@ impl Ctx<'_> {
     }
 }
 
+/// What a failure is about, to tell a new failure from the same one retried: its text with
+/// every run of digits masked (counts, times and ports change between retries), cut short.
+fn topic(error: &str) -> String {
+    let mut out = String::with_capacity(error.len().min(TOPIC_LIMIT));
+    for c in error.chars() {
+        if out.len() >= TOPIC_LIMIT {
+            break;
+        }
+        if !c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('#') {
+            out.push('#');
+        }
+    }
+    out
+}
+
+/// How much of a failure's text tells it apart from another.
+const TOPIC_LIMIT: usize = 256;
+
 fn days_left(not_after: i64) -> String {
     not_after
         .saturating_sub(unix_now())
         .div_euclid(86_400)
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic;
+
+    #[test]
+    fn a_retried_failure_is_the_same_topic_and_another_is_not() {
+        assert_eq!(
+            topic("CertCentral failed on POST (503), retry 3 at 12:00:07"),
+            topic("CertCentral failed on POST (503), retry 4 at 12:01:15")
+        );
+        assert_ne!(
+            topic("CertCentral answered 403: invalid api key"),
+            topic("CertCentral failed on POST (503)")
+        );
+        assert!(topic(&"x".repeat(100_000)).len() <= super::TOPIC_LIMIT);
+    }
 }

@@ -32,6 +32,8 @@ impl Ctx<'_> {
                 return Ok(Started::Done(still));
             }
             self.j.blocked = None;
+            // The configuration changed: a failure now is news, even the same one.
+            self.j.notified = None;
         }
         issuer::acme::refresh_renewal_info(self, now).await;
         let (assessment, _) = {

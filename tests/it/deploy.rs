@@ -266,6 +266,7 @@ async fn hooks_see_only_their_variables() {
 /// Failures reach a person: `on_failure` (here the `[daemon]` default) runs once when the
 /// certificate enters `failed`, not on every retry, and once more when it turns `stuck`; an
 /// error only a person can fix makes it stuck at once;
+/// a different failure is told again, the same one retried is not;
 /// `on_renewed` (per certificate) runs after each renewal and re-arms `on_failure`. Both see
 /// the documented variables and never the API key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,6 +345,28 @@ async fn failures_and_renewals_notify_once() {
     let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
     assert_eq!(rows[0]["retry_class"], "needs_person", "{}", rows[0]);
     assert_eq!(rows[0]["stuck"], true, "{}", rows[0]);
+
+    // The key is fixed, and CertCentral fails otherwise: a different failure is news (failed,
+    // then stuck once it lasts); the same one retried is not.
+    env.write_key(API_KEY, 0o600);
+    for _ in 0..3 {
+        env.sandbox.inject(Fault::times(
+            FaultKind::ServerError(503),
+            certkeeper::cli::RENEW_ATTEMPTS,
+        ));
+        let out = env.certkeeper(&["renew", "--force"]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    }
+    let seen = lines();
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert!(
+        seen[5].starts_with("failure www failed days=90 error=CertCentral failed on"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[6].starts_with("failure www stuck days=90 error=CertCentral failed on"),
+        "{seen:?}"
+    );
     let environments = std::fs::read_to_string(env.path("notify.log.env")).expect("env");
     assert!(
         !environments.contains(API_KEY),

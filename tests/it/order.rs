@@ -189,6 +189,38 @@ async fn ended_order_is_reported_and_not_retried() {
     );
 }
 
+/// A configuration change lifts a block, so a failure after it is told again, even when it
+/// reads like the one before (the new order has ended too); while blocked, nothing is told
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_a_config_change_is_told_again() {
+    let env = TestEnv::new().await;
+    let log = env.path("notify.log");
+    let on_failure = format!(
+        "on_failure = [\"sh\", \"-c\", \"echo $CERTKEEPER_STATE $CERTKEEPER_ORDER_ID >> {}\"]",
+        log.display()
+    );
+    env.write_config("", &env.cert("www", &on_failure));
+    env.sandbox.set_order_status(1001, "expired");
+    failed(drive(&env, "www", DriveOptions::default()).await);
+    env.assert_blocked("www").await;
+    let told = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(told(), "stuck 1001\n");
+    env.sandbox
+        .add_order(&"2002:example.test,www.example.test".parse().expect("order"))
+        .expect("add");
+    env.sandbox.set_order_status(2002, "expired");
+    env.write_config(
+        "",
+        &env.cert("www", &on_failure)
+            .replace("order_id = 1001", "order_id = 2002"),
+    );
+    let message = failed(drive(&env, "www", DriveOptions::default()).await);
+    assert!(message.contains("order 2002 is expired"), "{message}");
+    env.assert_blocked("www").await;
+    assert_eq!(told(), "stuck 1001\nstuck 2002\n");
+}
+
 /// A reissue pending on the order that certkeeper did not start is reported as foreign;
 /// with `cancel_foreign_reissue = true` it is canceled and ours proceeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
