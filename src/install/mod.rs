@@ -177,14 +177,15 @@ impl Live {
         check_generation_name(generation)?;
         let mut previous = self.current();
         let mut unlinked = Vec::new();
+        let trust = owner.trust();
         for (role, path) in targets {
-            if !self.is_our_link(*role, path) {
+            if !self.is_our_link(*role, path, &trust) {
                 unlinked.push((*role, *path));
             }
         }
         if !unlinked.is_empty() {
             if previous.is_none() {
-                previous = self.adopt(targets)?;
+                previous = self.adopt(targets, &trust)?;
             }
             for (role, path) in unlinked {
                 let (parent, name) = safefs::split(path).map_err(io_err("install", path))?;
@@ -209,7 +210,7 @@ impl Live {
     ) -> Result<Vec<PathBuf>, Error> {
         let mut repaired = Vec::new();
         for (role, path) in targets {
-            if self.is_our_link(*role, path) {
+            if self.is_our_link(*role, path, &owner.trust()) {
                 continue;
             }
             let (parent, name) = safefs::split(path).map_err(io_err("install", path))?;
@@ -233,7 +234,7 @@ impl Live {
             Some(p) => self.activate(p, targets, owner).map(drop),
             None => {
                 for (role, path) in targets {
-                    if self.is_our_link(*role, path) {
+                    if self.is_our_link(*role, path, &owner.trust()) {
                         let (parent, name) = safefs::split(path).map_err(io_err("remove", path))?;
                         let dir = Dir::open(parent, &owner.trust())
                             .map_err(|e| refused_or_io("open", parent, e))?;
@@ -268,12 +269,13 @@ impl Live {
         }
     }
 
-    /// Whether the configured `path` is our symlink for `role`.
-    pub fn is_our_link(&self, role: FileRole, path: &Path) -> bool {
+    /// Whether the configured `path` is our symlink for `role`, its folder reached trusting
+    /// `trust` (the configured owner's) as installing does.
+    pub fn is_our_link(&self, role: FileRole, path: &Path, trust: &Trust) -> bool {
         let Ok((parent, name)) = safefs::split(path) else {
             return false;
         };
-        Dir::open(parent, &Trust::default())
+        Dir::open(parent, trust)
             .and_then(|d| d.read_link(name))
             .is_ok_and(|t| t == self.link_target(role))
     }
@@ -281,10 +283,10 @@ impl Live {
     /// Copies the files at `targets` into the `adopted` generation and makes it live; returns
     /// `None` when there was nothing to adopt. Each file keeps its owner and group; its mode is
     /// never widened (a key file keeps at most owner read-write and group read).
-    fn adopt(&self, targets: &[(FileRole, &Path)]) -> Result<Option<String>, Error> {
+    fn adopt(&self, targets: &[(FileRole, &Path)], trust: &Trust) -> Result<Option<String>, Error> {
         let mut files = Vec::new();
         for (role, path) in targets {
-            if let Some((bytes, st)) = self.existing(*role, path)? {
+            if let Some((bytes, st)) = self.existing(path, trust)? {
                 let mode = st.st_mode & 0o777;
                 let mode = if role.is_secret() {
                     mode & 0o640
@@ -313,11 +315,11 @@ impl Live {
     /// or a link into this state directory. Anything else is refused.
     fn existing(
         &self,
-        role: FileRole,
         path: &Path,
+        trust: &Trust,
     ) -> Result<Option<(Vec<u8>, rustix::fs::Stat)>, Error> {
         let (parent, name) = safefs::split(path).map_err(io_err("read", path))?;
-        let dir = match Dir::open(parent, &Trust::default()) {
+        let dir = match Dir::open(parent, trust) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(refused_or_io("open", parent, e)),
@@ -352,7 +354,6 @@ impl Live {
                 Err(e) => Err(refused_or_io("read", &target, e)),
             };
         }
-        let _ = role;
         dir.read_file(name, safefs::PEM_LIMIT)
             .map(Some)
             .map_err(|e| refused_or_io("read", path, e))

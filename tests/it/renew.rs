@@ -383,6 +383,37 @@ async fn deploy_check_failure_restores_previous_files() {
     assert_eq!(env.sandbox.count("POST", "/reissue"), 2);
 }
 
+/// A certificate folder owned (and writable) by the configured `owner` is trusted alike by
+/// `check` and by the first install: `check` passes, and so does the renewal (the install
+/// refused the folder after the CA had issued).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_owned_by_the_configured_owner_is_installed_into() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new().await;
+    let folder = env.path("certs/www");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::os::unix::fs::chown(&folder, Some(65534), Some(65534))
+        .expect("chown (the tests run as root, as ./.ci/run does)");
+    let nobody = std::fs::read_to_string("/etc/passwd")
+        .expect("passwd")
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some("65534"))
+        .and_then(|l| l.split(':').next().map(str::to_owned))
+        .expect("a user 65534");
+    env.write_config("", &env.cert("www", &format!("owner = \"{nobody}\"")));
+    let out = env.certkeeper(&["check"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", crate::common::text(&out));
+    let outcome = renew(&env, "www", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    env.assert_installed_set_valid("www");
+    assert_eq!(
+        std::fs::metadata(folder.join("key.pem"))
+            .expect("key")
+            .uid(),
+        65534
+    );
+}
+
 /// Something keeps replacing the installed certificate with a foreign one: the daemon renews
 /// at most three times a day for reasons nobody asked for, then holds the certificate back
 /// and says why; a person's `renew` still goes through.
