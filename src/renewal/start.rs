@@ -60,8 +60,13 @@ impl Ctx<'_> {
             }
         };
         // Renewals nobody asked for are limited per day; a person running `renew` is asking.
-        let unrequested = due.is_unrequested() && !self.opts.ignore_backoff;
-        if due.is_unrequested() && self.repair_links(now).await? {
+        // A reason read from files that replaced certkeeper's links (a certificate for other
+        // names, or with no time left, planted at the configured paths) is nobody's request
+        // either, whatever it says.
+        let unasked =
+            due != DueReason::Forced && (due.is_unrequested() || self.files_replaced().await?);
+        let unrequested = unasked && !self.opts.ignore_backoff;
+        if unasked && self.repair_links(now).await? {
             return Ok(Started::Done(Outcome::NotDue { next_check: now }));
         }
         if unrequested {
@@ -176,6 +181,29 @@ impl Ctx<'_> {
     /// When the live generation is intact (valid now, key matching, names covered, not due by
     /// time) and only the links at the configured paths are gone or replaced, points them at
     /// it again. Returns whether it did.
+    /// Whether certkeeper has installed this certificate and something else now stands at one
+    /// of its configured paths.
+    async fn files_replaced(&self) -> Result<bool, Failure> {
+        let live = self.engine.live(self.cert);
+        let cert = self.cert.clone();
+        blocking(move || {
+            let Ok(owner) =
+                install::fs::resolve_owner(cert.owner.as_deref(), cert.group.as_deref())
+            else {
+                return false;
+            };
+            let trust = owner.trust();
+            live.current().is_some()
+                && cert
+                    .files
+                    .all()
+                    .into_iter()
+                    .any(|(role, path)| !live.is_our_link(role, path, &trust))
+        })
+        .await
+        .map_err(|e| Failure::new(e, Step::Idle))
+    }
+
     async fn repair_links(&mut self, now: i64) -> Result<bool, Failure> {
         let live = self.engine.live(self.cert);
         if live.current().is_none() {

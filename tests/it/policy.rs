@@ -132,3 +132,45 @@ async fn a_name_removed_from_dns_names_is_reissued_without_it() {
     assert!(matches!(again, Outcome::NotDue { .. }), "{again:?}");
     assert_eq!(env.sandbox.count("POST", "/reissue"), 2);
 }
+
+/// Files planted at the configured paths once certkeeper has installed the certificate (a
+/// certificate for other names, or one with no lifetime at all, with its own key) cost no CA
+/// request: the live certificate is intact, so its links are restored. Six plants, no reissue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_files_cost_no_request() {
+    let env = TestEnv::new().await;
+    env.write_config(
+        "",
+        &env.cert(
+            "www",
+            "dns_names = [\"example.test\", \"www.example.test\"]",
+        ),
+    );
+    let first = env.renew("www", false, Duration::from_secs(30)).await;
+    assert!(matches!(first, Outcome::Renewed { .. }), "{first:?}");
+    let serial = serial_of(&env.path("certs/www/cert.pem"));
+    let posts = env.sandbox.count("POST", "/reissue");
+    for round in 0..6 {
+        for f in ["cert.pem", "key.pem"] {
+            std::fs::remove_file(env.path(&format!("certs/www/{f}"))).expect("rm link");
+        }
+        if round % 2 == 0 {
+            foreign_pair(&env, "www", &["evil.test"], 1, 200);
+        } else {
+            foreign_pair(&env, "www", &["example.test", "www.example.test"], 0, 0);
+        }
+        let outcome = env.drive("www").await;
+        assert!(
+            matches!(outcome, Outcome::NotDue { .. }),
+            "round {round}: {outcome:?}"
+        );
+        let link = std::fs::symlink_metadata(env.path("certs/www/cert.pem")).expect("link");
+        assert!(
+            link.file_type().is_symlink(),
+            "round {round}: relinked: {outcome:?}"
+        );
+    }
+    assert_eq!(env.sandbox.count("POST", "/reissue"), posts, "no request");
+    assert_eq!(serial_of(&env.path("certs/www/cert.pem")), serial);
+    env.assert_installed_set_valid("www");
+}
