@@ -58,6 +58,10 @@ pub struct Ari {
     pub serial: String,
     /// The point in the window chosen to renew at.
     pub at: i64,
+    /// This certificate came from a renewal the CA asked for early (a window before half its
+    /// predecessor's life): an early window of its own waits for half its life, so a CA that
+    /// keeps answering with a past window gets one early renewal, not a loop.
+    pub once_early: bool,
 }
 
 /// The renewal policy of one certificate.
@@ -91,9 +95,11 @@ pub enum DueReason {
     KeyRotation {
         age_days: i64,
     },
-    /// The ACME CA's renewal window (ARI) has come.
+    /// The ACME CA's renewal window (ARI) has come; `early` when it came before half the
+    /// certificate's life (a revocation, a CA incident).
     RenewalWindow {
         at: i64,
+        early: bool,
     },
     /// Under a twentieth of the lifetime is left (the safety net beside ARI).
     SafetyNet {
@@ -146,7 +152,7 @@ impl fmt::Display for DueReason {
             Self::KeyRotation { age_days } => {
                 write!(f, "key is {age_days} days old (rotate_key_after)")
             }
-            Self::RenewalWindow { at } => write!(
+            Self::RenewalWindow { at, .. } => write!(
                 f,
                 "the CA's renewal window (ARI) says renew now (chosen time {})",
                 fmt_time(*at)
@@ -271,7 +277,8 @@ pub fn assess(
     let mut candidates: Vec<(i64, Rule)> = Vec::with_capacity(3);
     match ari {
         Some(a) => {
-            candidates.push((a.at, Rule::Ari));
+            let at = if a.once_early { a.at.max(floor) } else { a.at };
+            candidates.push((at, Rule::Ari));
             candidates.push((not_after.saturating_sub(lifetime / 20), Rule::SafetyNet));
         }
         None => {
@@ -308,7 +315,10 @@ pub fn assess(
             Rule::RotateKey => DueReason::KeyRotation {
                 age_days: key_created.map_or(0, |c| now.saturating_sub(c) / 86_400),
             },
-            Rule::Ari => DueReason::RenewalWindow { at: renew_at },
+            Rule::Ari => DueReason::RenewalWindow {
+                at: renew_at,
+                early: renew_at < floor,
+            },
             Rule::SafetyNet => DueReason::SafetyNet { not_after },
         })
     } else {
@@ -603,6 +613,35 @@ mod tests {
         assert_eq!(assess(&state, &p, None, 71 * DAY).due, None);
     }
 
+    /// A window in the past is honoured at once (a revocation), and marked early; for the
+    /// certificate that early renewal made, a past window waits for half its life.
+    #[test]
+    fn an_early_window_is_honoured_once() {
+        let names = vec!["x".to_owned()];
+        let mut p = policy(&names);
+        p.rotate_key_after = None;
+        let state = present(0, 100 * DAY, &["x"], true, Some(0));
+        p.ari = Some(Ari {
+            serial: "AA".into(),
+            at: DAY,
+            once_early: false,
+        });
+        assert_eq!(
+            assess(&state, &p, Some("AA"), 2 * DAY).due,
+            Some(DueReason::RenewalWindow {
+                at: DAY,
+                early: true
+            })
+        );
+        p.ari = Some(Ari {
+            serial: "AA".into(),
+            at: DAY,
+            once_early: true,
+        });
+        let a = assess(&state, &p, Some("AA"), 2 * DAY);
+        assert_eq!((a.due, a.renew_at), (None, Some(50 * DAY)));
+    }
+
     #[test]
     fn ari_replaces_renew_before_with_a_safety_net() {
         let names = vec!["x".to_owned()];
@@ -612,17 +651,22 @@ mod tests {
         p.ari = Some(Ari {
             serial: "AA".into(),
             at: 80 * DAY,
+            once_early: false,
         });
         let a = assess(&state, &p, Some("AA"), DAY);
         assert_eq!((a.renew_at, a.rule), (Some(80 * DAY), Some(Rule::Ari)));
         assert_eq!(
             assess(&state, &p, Some("AA"), 80 * DAY).due,
-            Some(DueReason::RenewalWindow { at: 80 * DAY })
+            Some(DueReason::RenewalWindow {
+                at: 80 * DAY,
+                early: false
+            })
         );
         // A window later than the safety net: the net wins.
         p.ari = Some(Ari {
             serial: "AA".into(),
             at: 99 * DAY,
+            once_early: false,
         });
         let a = assess(&state, &p, Some("AA"), DAY);
         assert_eq!(

@@ -104,6 +104,7 @@ impl Ctx<'_> {
         j.last_success = Some(unix_now());
         j.key_created = Some(attempt.key_created);
         j.ari = None;
+        j.early_ari_serial = attempt.early_ari.then(|| serial.clone());
         self.transition(Step::Idle)
             .map_err(|e| Failure::new(e, Step::Idle))?;
         info!(cert = %self.cert.name, order_id = self.cert.order_id(), serial = %serial, not_after = %fmt_time(not_after), reason = %attempt.reason, "renewal complete");

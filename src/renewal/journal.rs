@@ -71,6 +71,10 @@ pub struct Journal {
     /// The CA's suggested renewal window (ACME ARI, RFC 9773).
     #[serde(default)]
     pub ari: Option<AriWindow>,
+    /// The serial of the certificate an early renewal window produced: its own early window
+    /// waits for half its life (one early renewal, never a loop).
+    #[serde(default)]
+    pub early_ari_serial: Option<String>,
     /// The state `on_failure` was last run for (`failed` or `stuck`), so it runs on changes.
     #[serde(default)]
     pub notified: Option<String>,

@@ -93,6 +93,7 @@ impl Ctx<'_> {
             warn!(cert = %self.cert.name, order_id = self.cert.order_id(), note = %note, "renewal policy adjusted");
         }
         let reason = due.to_string();
+        let early_ari = matches!(due, DueReason::RenewalWindow { early: true, .. });
         info!(cert = %self.cert.name, order_id = self.cert.order_id(), %reason, "renewal due; starting");
         // Nothing goes to the CA for a certificate that could not be installed or validated.
         let (cert, dns_updates) = (self.cert.clone(), self.engine.dns_updates.clone());
@@ -133,6 +134,7 @@ impl Ctx<'_> {
                 common_name: prepared.common_name,
                 names: prepared.names,
                 target: prepared.target,
+                early_ari,
             },
         })))
     }

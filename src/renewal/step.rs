@@ -100,6 +100,9 @@ pub struct Attempt {
     /// Every name the certificate must cover, common name first.
     pub names: Vec<String>,
     pub target: Target,
+    /// Started because the CA's renewal window came early (see `scheduler::Ari::once_early`).
+    #[serde(default)]
+    pub early_ari: bool,
 }
 
 /// CertCentral's random value for DCV (dcv.md).

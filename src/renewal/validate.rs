@@ -121,7 +121,7 @@ impl Ctx<'_> {
         match issuer::check(self, &attempt, &request, v.asked, &asked_here).await? {
             Checked::Done(answer) => {
                 info!(cert = %self.cert.name, order_id = self.cert.order_id(), "the CA validated every name");
-                self.accepted(attempt, answer)
+                self.accepted(attempt, *answer)
             }
             Checked::NotYet {
                 answer,

@@ -145,6 +145,7 @@ pub fn policy<'a>(
         ari: journal.ari.as_ref().map(|a| scheduler::Ari {
             serial: a.serial.clone(),
             at: a.chosen,
+            once_early: journal.early_ari_serial.as_ref() == Some(&a.serial),
         }),
     }
 }

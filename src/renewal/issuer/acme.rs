@@ -503,7 +503,7 @@ pub(super) async fn check(
     }
     orders.keep(order);
     if unvalidated.is_empty() {
-        return Ok(Checked::Done(Answer::Pending(request.clone())));
+        return Ok(Checked::Done(Box::new(Answer::Pending(request.clone()))));
     }
     Ok(Checked::NotYet {
         answer: format!(

@@ -86,7 +86,7 @@ pub(super) enum WantedKind {
 /// The CA's verdict after being asked to check.
 pub(super) enum Checked {
     /// Validation is complete; continue as the CA says.
-    Done(Answer),
+    Done(Box<Answer>),
     /// Not yet: the CA's answer and the names it has not validated.
     NotYet {
         answer: String,

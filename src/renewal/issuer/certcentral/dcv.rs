@@ -205,13 +205,15 @@ pub(in crate::renewal::issuer) async fn check(
                 && certificate_id.is_some()
                 && o.method == Method::Reissue;
             // Issued with its id: the poll downloads it at once.
-            Ok(Checked::Done(Answer::Pending(Request::CertCentral {
-                request_id: request.request_id(),
-                certificate_id,
-                random_value: None,
-                method_set: false,
-                issued,
-            })))
+            Ok(Checked::Done(Box::new(Answer::Pending(
+                Request::CertCentral {
+                    request_id: request.request_id(),
+                    certificate_id,
+                    random_value: None,
+                    method_set: false,
+                    issued,
+                },
+            ))))
         }
         Err(e) if NOT_YET.iter().any(|c| e.has_code(c)) => {
             crate::metrics::count_dcv_check("not_yet");
@@ -251,7 +253,7 @@ pub(in crate::renewal::issuer) async fn check(
             let moved_on = matches!(status.as_str(), "issued" | "approved")
                 && (o.method == Method::Duplicate || order.certificate.id != o.certificate_id);
             if moved_on {
-                return Ok(Checked::Done(Answer::Pending(request.clone())));
+                return Ok(Checked::Done(Box::new(Answer::Pending(request.clone()))));
             }
             Ok(Checked::NotYet {
                 answer: e
