@@ -217,7 +217,14 @@ async fn caa_refusals(
 ) -> Result<Vec<String>, crate::validation::Error> {
     use crate::validation::{caa, dns};
     let resolver = dns::resolver(cert.validation.resolver()).await?;
-    caa::refusals(resolver, names, &caa::Issuer::digicert()).await
+    // Each certificate is asked afresh: `check` says what DNS says now.
+    caa::refusals(
+        resolver,
+        names,
+        &caa::Issuer::digicert(),
+        &caa::Cache::default(),
+    )
+    .await
 }
 
 async fn certcentral_checks(config: &Config, client: &crate::certcentral::Client) -> bool {

@@ -171,6 +171,8 @@ pub struct Engine {
     /// `[[dns_update]]` servers, by name.
     pub dns_updates: Arc<Vec<config::DnsUpdate>>,
     pub observer: Option<Observer>,
+    /// CAA record sets found in the last minute.
+    pub caa: Arc<validation::caa::Cache>,
 }
 
 /// Order statuses after which nothing can be renewed on the order (certcentral-api.md §3.1).
@@ -208,6 +210,7 @@ impl Engine {
             daemon,
             dns_updates: Arc::default(),
             observer: None,
+            caa: Arc::default(),
         }
     }
 
@@ -242,6 +245,7 @@ impl Engine {
             daemon: config.daemon.clone(),
             dns_updates: Arc::new(config.dns_updates.clone()),
             observer: None,
+            caa: Arc::default(),
         })
     }
 

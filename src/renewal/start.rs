@@ -146,7 +146,7 @@ impl Ctx<'_> {
             return Ok(());
         };
         let refused = match dns::resolver(self.cert.validation.resolver()).await {
-            Ok(r) => caa::refusals(r, &prepared.names, &ca).await,
+            Ok(r) => caa::refusals(r, &prepared.names, &ca, &self.engine.caa).await,
             Err(e) => Err(e),
         };
         match refused {

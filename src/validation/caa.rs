@@ -9,8 +9,15 @@
 //! with neither allows every CA; an unknown tag marked critical allows none. A record allows
 //! the CA when its issuer domain is one of the CA's, its `accounturi` (if any) is the account
 //! certkeeper uses, and its `validationmethods` (if any) include the method it would use.
+//!
+//! What was found for a name is kept for a minute at most (less when the records' TTL says
+//! so) in a [`Cache`] the engine owns, so a burst of renewals for the same names (a fleet
+//! after a mass revocation, many certificates on one domain) asks DNS once.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use hickory_net::proto::rr::rdata::CAA;
 use hickory_net::proto::rr::{RData, RecordType};
@@ -79,9 +86,11 @@ pub async fn refusals(
     resolver: SocketAddr,
     names: &[String],
     issuer: &Issuer,
+    cache: &Cache,
 ) -> Result<Vec<String>, Error> {
     let verdicts = futures_util::future::join_all(names.iter().map(|name| async move {
-        Ok(relevant(resolver, name)
+        Ok(cache
+            .relevant(resolver, name)
             .await?
             .and_then(|found| judge(name, &found, issuer)))
     }))
@@ -89,8 +98,43 @@ pub async fn refusals(
     verdicts.into_iter().filter_map(Result::transpose).collect()
 }
 
-/// The relevant CAA record set for `name`, if any name on the way up has one.
-async fn relevant(resolver: SocketAddr, name: &str) -> Result<Option<Found>, Error> {
+/// How long a name's relevant record set is kept at most.
+const CACHE_FOR: Duration = Duration::from_secs(60);
+/// How many names are kept; past it the cache starts over.
+const CACHE_NAMES: usize = 10_000;
+
+/// A name's relevant record set (or that it has none), and until when it may be used.
+type Entry = (Instant, Option<Found>);
+
+/// Relevant record sets found recently, by resolver and name.
+#[derive(Debug, Default)]
+pub struct Cache(Mutex<HashMap<(SocketAddr, String), Entry>>);
+
+impl Cache {
+    async fn relevant(&self, resolver: SocketAddr, name: &str) -> Result<Option<Found>, Error> {
+        let key = (resolver, name.to_owned());
+        let now = Instant::now();
+        if let Ok(map) = self.0.lock()
+            && let Some((until, found)) = map.get(&key)
+            && *until > now
+        {
+            return Ok(found.clone());
+        }
+        let (found, ttl) = relevant(resolver, name).await?;
+        if let Ok(mut map) = self.0.lock() {
+            map.retain(|_, (until, _)| *until > now);
+            if map.len() >= CACHE_NAMES {
+                map.clear();
+            }
+            map.insert(key, (now + ttl.min(CACHE_FOR), found.clone()));
+        }
+        Ok(found)
+    }
+}
+
+/// The relevant CAA record set for `name`, if any name on the way up has one, and how long it
+/// may be kept (its TTL; a minute when there is none).
+async fn relevant(resolver: SocketAddr, name: &str) -> Result<(Option<Found>, Duration), Error> {
     let base = name.strip_prefix("*.").unwrap_or(name);
     let labels: Vec<&str> = base.trim_end_matches('.').split('.').collect();
     for start in 0..labels.len() {
@@ -99,6 +143,7 @@ async fn relevant(resolver: SocketAddr, name: &str) -> Result<Option<Found>, Err
         let answers = dns::ask(resolver, &qname, RecordType::CAA, true)
             .await
             .map_err(|e| Error::Dns(format!("{resolver} did not answer for {owner} CAA: {e}")))?;
+        let ttl = answers.iter().map(|r| r.ttl).min().unwrap_or(u32::MAX);
         let records: Vec<CAA> = answers
             .into_iter()
             .filter_map(|r| match r.data {
@@ -107,10 +152,11 @@ async fn relevant(resolver: SocketAddr, name: &str) -> Result<Option<Found>, Err
             })
             .collect();
         if !records.is_empty() {
-            return Ok(Some(Found { owner, records }));
+            let ttl = Duration::from_secs(u64::from(ttl));
+            return Ok((Some(Found { owner, records }), ttl));
         }
     }
-    Ok(None)
+    Ok((None, CACHE_FOR))
 }
 
 /// Why `found` forbids `issuer` to issue for `name`, if it does.

@@ -947,6 +947,20 @@ async fn caa_records_that_forbid_digicert_cost_no_request() {
     assert_eq!(env.sandbox.count("POST", "/reissue"), 1);
     let check = env.certkeeper(&["check", "--online"]).await;
     assert_says(&check, "ok: the CAA records allow digicert.com");
+
+    // What one engine found is kept for a minute (the records' TTL here): a burst of renewals
+    // asks DNS once; a fresh cache sees the change.
+    use certkeeper::validation::caa;
+    let resolver = bind.addr().parse().expect("addr");
+    let names = ["www.example.test".to_owned()];
+    let cache = caa::Cache::default();
+    let digicert = caa::Issuer::digicert();
+    let ask = |cache| caa::refusals(resolver, &names, &digicert, cache);
+    assert_eq!(ask(&cache).await.expect("asked"), Vec::<String>::new());
+    bind.nsupdate(&["update delete example.test. CAA 0 issue \"digicert.com\""]);
+    assert_eq!(ask(&cache).await.expect("kept"), Vec::<String>::new());
+    let fresh = caa::Cache::default();
+    assert_eq!(ask(&fresh).await.expect("asked").len(), 1, "forbidden now");
 }
 
 /// An RFC 2136 update the server refuses (NOTAUTH, rcode 9: `zone = "test"` holds the name but
