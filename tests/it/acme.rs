@@ -111,6 +111,27 @@ impl Acme {
     }
 }
 
+/// The one account file certkeeper keeps for `[[acme]] name = "pebble"` (one per directory).
+fn account_file(env: &TestEnv) -> std::path::PathBuf {
+    let accounts = accounts(env);
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    accounts[0].clone()
+}
+
+/// Every account file kept for `[[acme]] name = "pebble"`.
+fn accounts(env: &TestEnv) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(env.path("state/acme/pebble"))
+        .expect("accounts")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.starts_with("account-") && name.ends_with(".json")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// http-01 through nginx: the first issuance creates the account (P-256, stored 0600), a
 /// renewal reuses it; challenge files are gone afterwards. The same configuration holds a
 /// CertCentral certificate: `status`, metrics and `check` treat both alike. DigiCert's
@@ -142,7 +163,7 @@ async fn http01_issuance_and_renewal_beside_certcentral() {
     a.assert_valid("shop");
     a.assert_valid("dup");
     a.env.assert_installed_set_valid("cc");
-    let account = a.env.path("state/acme/pebble/account.json");
+    let account = account_file(&a.env);
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
         std::fs::metadata(&account).expect("account").mode() & 0o777,
@@ -393,11 +414,11 @@ async fn external_account_binding() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let outcome = a.renew("shop", false).await;
     assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
-    let stored = std::fs::read(a.env.path("state/acme/pebble/account.json")).expect("account");
+    let stored = std::fs::read(account_file(&a.env)).expect("account");
     let outcome = a.renew("shop", true).await;
     assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
     assert_eq!(
-        std::fs::read(a.env.path("state/acme/pebble/account.json")).expect("account"),
+        std::fs::read(account_file(&a.env)).expect("account"),
         stored
     );
 }
@@ -697,4 +718,49 @@ async fn an_endless_directory_is_refused() {
     .expect("check --online ends");
     assert_eq!(out.status.code(), Some(1), "{}", crate::common::text(&out));
     assert_says(&out, "larger than 1 MiB");
+}
+
+/// Another directory (staging to production, another CA: here a second Pebble) gets an
+/// account of its own, so the first renewal after the change succeeds (the old CA's account
+/// was reused and every renewal failed); the first CA's account stays for going back, and is
+/// used again when the configuration goes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_directory_gets_its_own_account() {
+    let a = Acme::start(PebbleKind::Bookworm, false).await;
+    let cert = a.cert("shop", &["example.test"], &a.http01());
+    let first = format!("{}{cert}", a.acme_table(""));
+    a.env.write_config("", &first);
+    let outcome = a.renew("shop", false).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    let before = accounts(&a.env);
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    let servers = tempfile::tempdir().expect("tempdir");
+    let other = Pebble::start(
+        servers.path().join("pebble"),
+        PebbleOptions {
+            kind: PebbleKind::Bookworm,
+            http_port: a.nginx.port,
+            dns: a.bind.addr(),
+            eab_required: false,
+        },
+    );
+    a.env.write_config(
+        "",
+        &format!(
+            "[[acme]]\nname = \"pebble\"\ndirectory = \"{}\"\nca_file = \"{}\"\n{cert}",
+            other.directory(),
+            other.ca_file.display()
+        ),
+    );
+    let outcome = a.renew("shop", true).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    let after = accounts(&a.env);
+    assert_eq!(after.len(), 2, "an account of its own: {after:?}");
+    assert!(after.contains(&before[0]), "the first account stays");
+
+    a.env.write_config("", &first);
+    let outcome = a.renew("shop", true).await;
+    assert!(matches!(outcome, Outcome::Renewed { .. }), "{outcome:?}");
+    assert_eq!(accounts(&a.env), after, "the first account is used again");
 }

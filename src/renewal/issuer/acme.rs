@@ -1,5 +1,5 @@
-//! The ACME side of the phases (RFC 8555): the account (created once, P-256, stored 0600 in
-//! `STATE/acme/NAME/account.json`, EAB sent only then), newOrder (with ARI's `replaces` and a
+//! The ACME side of the phases (RFC 8555): the account (created once per CA directory, P-256,
+//! stored 0600 in `STATE/acme/NAME/account-HASH.json`, EAB sent only then), newOrder (with ARI's `replaces` and a
 //! profile), the authorizations' challenges published through the same publishers as DCV,
 //! the challenge POST once, finalize with our own CSR, the download.
 //!
@@ -37,8 +37,57 @@ pub(in crate::renewal) fn directory_for(engine: &Engine, cert: &Certificate) -> 
     })
 }
 
-fn account_file(engine: &Engine, name: &str) -> PathBuf {
+fn account_dir(engine: &Engine, name: &str) -> PathBuf {
     engine.daemon.state_dir.join("acme").join(name)
+}
+
+/// Where older versions kept an `[[acme]]`'s one account.
+const LEGACY_ACCOUNT: &str = "account.json";
+
+/// A directory URL less its query: DigiCert's `?action=…&orderId=N` directories belong to one
+/// account, another URL is another CA (or its staging).
+fn directory_base(directory: &str) -> &str {
+    directory.split('?').next().unwrap_or(directory)
+}
+
+/// The file holding the account for `directory`: one per CA directory, as certbot keeps one
+/// account per server. A changed `directory` (staging to production, another CA) gets an
+/// account of its own; the old one stays, for going back.
+fn account_name(directory: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        directory_base(directory).as_bytes(),
+    );
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("account-{hex}.json")
+}
+
+/// The stored credentials for `directory`: its own file, or the one file of older versions
+/// when that was made at the same directory.
+fn stored_account(dir: &std::path::Path, directory: &str) -> Result<Option<String>, Error> {
+    let folder = match Dir::open(dir, &Trust::default()) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Other(format!("cannot read the ACME account: {e}"))),
+    };
+    let read = |file: &str| match folder.read_file(file, crate::safefs::SECRET_LIMIT) {
+        Ok((bytes, _)) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Other(format!("cannot read the ACME account: {e}"))),
+    };
+    if let Some(json) = read(&account_name(directory))? {
+        return Ok(Some(json));
+    }
+    let made_here = |json: &String| {
+        serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get("directory")?.as_str().map(str::to_owned))
+            .is_some_and(|d| directory_base(&d) == directory_base(directory))
+    };
+    Ok(read(LEGACY_ACCOUNT)?.filter(made_here))
 }
 
 fn issuer<'e>(engine: &'e Engine, name: &str) -> Result<&'e acme::Issuer, Failure> {
@@ -94,29 +143,23 @@ async fn account(
         .acme
         .get(name)
         .ok_or_else(|| Error::Config(format!("no [[acme]] named {name:?}")))?;
-    let dir = account_file(engine, name);
-    let stored = match Dir::open(&dir, &Trust::default()) {
-        Ok(d) => match d.read_file("account.json", crate::safefs::SECRET_LIMIT) {
-            Ok((bytes, _)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::Other(format!("cannot read the ACME account: {e}"))),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::Other(format!("cannot read the ACME account: {e}"))),
-    };
+    let dir = account_dir(engine, name);
+    let stored = stored_account(&dir, directory)?;
     let (account, created) = issuer.account(directory, stored.as_deref()).await?;
     if let Some(json) = created {
         let trust = Trust::default();
         Dir::create_all(&engine.daemon.state_dir, &Spec::mode(0o755), &trust)
             .and_then(|_| Dir::create_all(&dir, &Spec::mode(0o700), &trust))
-            .and_then(|d| d.write_atomic("account.json", json.as_bytes(), &Spec::mode(0o600)))
+            .and_then(|d| {
+                d.write_atomic(account_name(directory), json.as_bytes(), &Spec::mode(0o600))
+            })
             .map_err(|e| {
                 Error::Other(format!(
                     "cannot store the ACME account in {}: {e}",
                     dir.display()
                 ))
             })?;
-        info!(acme = name, id = %account.id(), "created the ACME account");
+        info!(acme = name, directory = directory_base(directory), id = %account.id(), "created the ACME account");
     }
     Ok(account)
 }
@@ -621,8 +664,8 @@ pub(crate) async fn online_checks(engine: &Engine, config: &config::Config) -> b
                 continue;
             }
         };
-        let stored = account_file(engine, name).join("account.json");
-        if stored.exists() {
+        let stored = stored_account(&account_dir(engine, name), &directory);
+        if matches!(stored, Ok(Some(_))) {
             match account(engine, name, &directory).await {
                 Ok(acc) => println!("  ok: account {} exists", acc.id()),
                 Err(e) => {
