@@ -100,50 +100,50 @@ pub async fn refusals(
 
 /// How long a name's relevant record set is kept at most.
 const CACHE_FOR: Duration = Duration::from_secs(60);
-/// How many names are kept; past it the cache starts over.
+/// How many names' answers are kept; past it the cache starts over.
 const CACHE_NAMES: usize = 10_000;
 
-/// A name's relevant record set (or that it has none), and until when it may be used.
-type Entry = (Instant, Option<Found>);
+/// The CAA records at one name (none is an answer too), and until when they may be used.
+type Entry = (Instant, Vec<CAA>);
 
-/// Relevant record sets found recently, by resolver and name.
+/// CAA answers found recently, by resolver and name: names that share a parent (every
+/// `*.example.com` certificate climbs through `example.com`) ask it once.
 #[derive(Debug, Default)]
 pub struct Cache(Mutex<HashMap<(SocketAddr, String), Entry>>);
 
 impl Cache {
+    /// The relevant CAA record set for `name`: climbing from the name (less a wildcard label)
+    /// towards the root, the first name that has CAA records.
     async fn relevant(&self, resolver: SocketAddr, name: &str) -> Result<Option<Found>, Error> {
-        let key = (resolver, name.to_owned());
+        let base = name.strip_prefix("*.").unwrap_or(name);
+        let labels: Vec<&str> = base.trim_end_matches('.').split('.').collect();
+        for start in 0..labels.len() {
+            let owner = labels[start..].join(".");
+            let records = self.at(resolver, &owner).await?;
+            if !records.is_empty() {
+                return Ok(Some(Found { owner, records }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The CAA records at `owner`, asked at most once a minute (less when their TTL says so).
+    async fn at(&self, resolver: SocketAddr, owner: &str) -> Result<Vec<CAA>, Error> {
+        let key = (resolver, owner.to_owned());
         let now = Instant::now();
         if let Ok(map) = self.0.lock()
-            && let Some((until, found)) = map.get(&key)
+            && let Some((until, records)) = map.get(&key)
             && *until > now
         {
-            return Ok(found.clone());
+            return Ok(records.clone());
         }
-        let (found, ttl) = relevant(resolver, name).await?;
-        if let Ok(mut map) = self.0.lock() {
-            map.retain(|_, (until, _)| *until > now);
-            if map.len() >= CACHE_NAMES {
-                map.clear();
-            }
-            map.insert(key, (now + ttl.min(CACHE_FOR), found.clone()));
-        }
-        Ok(found)
-    }
-}
-
-/// The relevant CAA record set for `name`, if any name on the way up has one, and how long it
-/// may be kept (its TTL; a minute when there is none).
-async fn relevant(resolver: SocketAddr, name: &str) -> Result<(Option<Found>, Duration), Error> {
-    let base = name.strip_prefix("*.").unwrap_or(name);
-    let labels: Vec<&str> = base.trim_end_matches('.').split('.').collect();
-    for start in 0..labels.len() {
-        let owner = labels[start..].join(".");
-        let qname = dns::name(&owner)?;
+        let qname = dns::name(owner)?;
         let answers = dns::ask(resolver, &qname, RecordType::CAA, true)
             .await
             .map_err(|e| Error::Dns(format!("{resolver} did not answer for {owner} CAA: {e}")))?;
-        let ttl = answers.iter().map(|r| r.ttl).min().unwrap_or(u32::MAX);
+        let ttl = answers.iter().map(|r| r.ttl).min().map_or(CACHE_FOR, |t| {
+            Duration::from_secs(u64::from(t)).min(CACHE_FOR)
+        });
         let records: Vec<CAA> = answers
             .into_iter()
             .filter_map(|r| match r.data {
@@ -151,12 +151,15 @@ async fn relevant(resolver: SocketAddr, name: &str) -> Result<(Option<Found>, Du
                 _ => None,
             })
             .collect();
-        if !records.is_empty() {
-            let ttl = Duration::from_secs(u64::from(ttl));
-            return Ok((Some(Found { owner, records }), ttl));
+        if let Ok(mut map) = self.0.lock() {
+            map.retain(|_, (until, _)| *until > now);
+            if map.len() >= CACHE_NAMES {
+                map.clear();
+            }
+            map.insert(key, (now + ttl, records.clone()));
         }
+        Ok(records)
     }
-    Ok((None, CACHE_FOR))
 }
 
 /// Why `found` forbids `issuer` to issue for `name`, if it does.
