@@ -352,6 +352,17 @@ impl Store {
         journal.version = VERSION;
         let bytes = serde_json::to_vec_pretty(&journal)
             .map_err(|e| err("encode", &path)(io::Error::other(e)))?;
+        // A journal `load` would refuse is never written: the last one stays.
+        if u64::try_from(bytes.len()).map_or(true, |n| n > safefs::STATE_LIMIT) {
+            return Err(err("write", &path)(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the journal would be {} bytes, more than the {} it may have; the last one is kept",
+                    bytes.len(),
+                    safefs::STATE_LIMIT
+                ),
+            )));
+        }
         self.ensure()?
             .write_atomic(JOURNAL, &bytes, &Spec::mode(0o600))
             .map_err(err("write", &path))
@@ -487,6 +498,22 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A journal larger than `load` reads is refused, and the last one stays readable.
+    #[test]
+    fn a_journal_too_large_to_read_is_not_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path(), "www");
+        let mut j = Journal {
+            failures: 1,
+            ..Journal::default()
+        };
+        store.save(&j).expect("saved");
+        j.unrequested = vec![i64::MAX; 200_000];
+        let e = store.save(&j).expect_err("refused");
+        assert!(e.to_string().contains("more than the 1048576"), "{e}");
+        assert_eq!(store.load().expect("the last one").failures, 1);
+    }
 
     /// A journal of the first release, pending at CertCentral, reads as this release's.
     #[test]
