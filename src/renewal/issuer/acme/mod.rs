@@ -1,25 +1,31 @@
 //! The ACME side of the phases (RFC 8555): the account (created once per CA directory, P-256,
-//! stored 0600 in `STATE/acme/NAME/account-HASH.json`, EAB sent only then), newOrder (with ARI's `replaces` and a
+//! stored 0600 in `STATE/acme/NAME/account-HASH.json`, EAB sent only then; [`account`]), newOrder
+//! (with ARI's `replaces` and a
 //! profile), the authorizations' challenges published through the same publishers as DCV,
 //! the challenge POST once, finalize with our own CSR, the download.
 //!
 //! DigiCert's ACME acts on an existing CertCentral order through directory parameters
 //! (`?action=reissue|duplicate&orderId=N`): the same account, another directory URL.
 
-use std::path::PathBuf;
-
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use super::{Answer, Checked, Polled, Prepared, Round, Wanted, WantedKind, retry_or_restart};
 use crate::acme::{self, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus};
-use crate::config::{self, Certificate, Issuer};
+use crate::config::{Certificate, Issuer};
 use crate::model::{self, SignatureHash, name_list};
-use crate::renewal::journal::{self, AriWindow};
+use crate::renewal::journal;
 use crate::renewal::step::AcmeTarget;
 use crate::renewal::{Attempt, Ctx, Engine, Error, Failure, Request, Step, Target};
-use crate::safefs::{Dir, Spec, Trust};
-use crate::scheduler;
 use crate::validation::{DnsRecord, RecordType};
+
+mod account;
+mod ari;
+mod online;
+
+use account::account_for;
+use ari::installed_der;
+pub(in crate::renewal) use ari::refresh_renewal_info;
+pub(crate) use online::online_checks;
 
 /// The directory URL a certificate's orders go to: the `[[acme]]` directory, with DigiCert's
 /// `action` and `orderId` when the certificate names a CertCentral order.
@@ -35,59 +41,6 @@ pub(in crate::renewal) fn directory_for(engine: &Engine, cert: &Certificate) -> 
         }
         None => base,
     })
-}
-
-fn account_dir(engine: &Engine, name: &str) -> PathBuf {
-    engine.daemon.state_dir.join("acme").join(name)
-}
-
-/// Where older versions kept an `[[acme]]`'s one account.
-const LEGACY_ACCOUNT: &str = "account.json";
-
-/// A directory URL less its query: DigiCert's `?action=…&orderId=N` directories belong to one
-/// account, another URL is another CA (or its staging).
-fn directory_base(directory: &str) -> &str {
-    directory.split('?').next().unwrap_or(directory)
-}
-
-/// The file holding the account for `directory`: one per CA directory, as certbot keeps one
-/// account per server. A changed `directory` (staging to production, another CA) gets an
-/// account of its own; the old one stays, for going back.
-fn account_name(directory: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        directory_base(directory).as_bytes(),
-    );
-    let hex: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("account-{hex}.json")
-}
-
-/// The stored credentials for `directory`: its own file, or the one file of older versions
-/// when that was made at the same directory.
-fn stored_account(dir: &std::path::Path, directory: &str) -> Result<Option<String>, Error> {
-    let folder = match Dir::open(dir, &Trust::default()) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::Other(format!("cannot read the ACME account: {e}"))),
-    };
-    let read = |file: &str| match folder.read_file(file, crate::safefs::SECRET_LIMIT) {
-        Ok((bytes, _)) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Other(format!("cannot read the ACME account: {e}"))),
-    };
-    if let Some(json) = read(&account_name(directory))? {
-        return Ok(Some(json));
-    }
-    let made_here = |json: &String| {
-        serde_json::from_str::<serde_json::Value>(json)
-            .ok()
-            .and_then(|v| v.get("directory")?.as_str().map(str::to_owned))
-            .is_some_and(|d| directory_base(&d) == directory_base(directory))
-    };
-    Ok(read(LEGACY_ACCOUNT)?.filter(made_here))
 }
 
 fn issuer<'e>(engine: &'e Engine, name: &str) -> Result<&'e acme::Issuer, Failure> {
@@ -130,48 +83,6 @@ fn ca_error(engine: &Engine, a: &AcmeTarget, e: instant_acme::Error) -> acme::Er
         Some(issuer) => issuer.error(&a.directory, e),
         None => acme::error(&a.directory, e),
     }
-}
-
-/// The account for `directory`: restored from the stored credentials, or created and stored
-/// (0600) at once.
-async fn account(
-    engine: &Engine,
-    name: &str,
-    directory: &str,
-) -> Result<instant_acme::Account, Error> {
-    let issuer = engine
-        .acme
-        .get(name)
-        .ok_or_else(|| Error::Config(format!("no [[acme]] named {name:?}")))?;
-    let dir = account_dir(engine, name);
-    let stored = stored_account(&dir, directory)?;
-    let (account, created) = issuer.account(directory, stored.as_deref()).await?;
-    if let Some(json) = created {
-        let trust = Trust::default();
-        Dir::create_all(&engine.daemon.state_dir, &Spec::mode(0o755), &trust)
-            .and_then(|_| Dir::create_all(&dir, &Spec::mode(0o700), &trust))
-            .and_then(|d| {
-                d.write_atomic(account_name(directory), json.as_bytes(), &Spec::mode(0o600))
-            })
-            .map_err(|e| {
-                Error::Other(format!(
-                    "cannot store the ACME account in {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        info!(acme = name, directory = directory_base(directory), id = %account.id(), "created the ACME account");
-    }
-    Ok(account)
-}
-
-async fn account_for(
-    ctx: &Ctx<'_>,
-    a: &AcmeTarget,
-    here: &Step,
-) -> Result<instant_acme::Account, Failure> {
-    account(ctx.engine, &a.acme, &a.directory)
-        .await
-        .map_err(|e| retry_or_restart(e, here))
 }
 
 /// Idle → (before the key): the account, the names, ARI's `replaces`, the profile.
@@ -221,13 +132,6 @@ pub(super) async fn prepare(ctx: &mut Ctx<'_>, _now: i64) -> Result<Prepared, Fa
         hash: cert.signature_hash.unwrap_or(SignatureHash::Sha256),
         target: Target::Acme(AcmeTarget { replaces, ..target }),
     })
-}
-
-/// The installed certificate's serial and DER, if it can be read.
-fn installed_der(cert: &Certificate) -> Option<(String, Vec<u8>)> {
-    let text = crate::safefs::read_to_string(&cert.files.cert, crate::safefs::PEM_LIMIT).ok()?;
-    let facts = crate::crypto::CertFacts::from_pem(&text).ok()?;
-    Some((facts.serial, facts.der))
 }
 
 /// newOrder: the order URL is journaled (Pending) before anything else is done with it.
@@ -555,158 +459,4 @@ pub(super) async fn check(
         ),
         unvalidated,
     })
-}
-
-/// For an idle ACME certificate whose CA offers renewal information (ARI, RFC 9773): asks for
-/// the window of the installed certificate when the one on record is stale, and chooses a
-/// random point in it (kept for that window). Failures are logged; the lifetime rule stays.
-pub(in crate::renewal) async fn refresh_renewal_info(ctx: &mut Ctx<'_>, now: i64) {
-    let Issuer::Acme { acme, .. } = &ctx.cert.issuer else {
-        return;
-    };
-    let Some((serial, der)) = installed_der(ctx.cert) else {
-        return;
-    };
-    if ctx
-        .j
-        .ari
-        .as_ref()
-        .is_some_and(|w| w.serial == serial && w.next_fetch > now)
-    {
-        return;
-    }
-    let Some(directory) = directory_for(ctx.engine, ctx.cert) else {
-        return;
-    };
-    let Some(issuer) = ctx.engine.acme.get(acme) else {
-        return;
-    };
-    // Only if the directory offers it (a cheap GET; cached by the account otherwise).
-    match issuer.directory_info(&directory).await {
-        Ok(info) if info.renewal_info => {}
-        Ok(_) => return,
-        Err(e) => {
-            debug!(cert = %ctx.cert.name, error = %e, "cannot read the ACME directory for renewal information");
-            return;
-        }
-    }
-    let account = match account(ctx.engine, acme, &directory).await {
-        Ok(a) => a,
-        Err(e) => {
-            debug!(cert = %ctx.cert.name, error = %e, "no ACME account for renewal information");
-            return;
-        }
-    };
-    match acme::renewal_info(&account, &der).await {
-        Ok((start, end, explanation, retry_after)) => {
-            let refresh = retry_after.clamp(
-                std::time::Duration::from_secs(60),
-                scheduler::ARI_REFRESH_MAX,
-            );
-            let same_window = ctx
-                .j
-                .ari
-                .as_ref()
-                .is_some_and(|w| w.serial == serial && w.start == start && w.end == end);
-            let chosen = match (&ctx.j.ari, same_window) {
-                (Some(w), true) => w.chosen,
-                _ => scheduler::ari_point(start, end, now, rand::random::<f64>()),
-            };
-            if !same_window {
-                info!(cert = %ctx.cert.name, acme = %acme, window_start = %model::fmt_time(start), window_end = %model::fmt_time(end), renew_at = %model::fmt_time(chosen), "the ACME CA suggests a renewal window (ARI)");
-            }
-            ctx.j.ari = Some(AriWindow {
-                serial,
-                start,
-                end,
-                chosen,
-                next_fetch: now.saturating_add(crate::renewal::secs(refresh)),
-                explanation,
-            });
-        }
-        Err(e) => {
-            // A certificate the CA does not know (issued elsewhere): ask again in a while.
-            debug!(cert = %ctx.cert.name, error = %e, "no renewal information for the installed certificate");
-            ctx.j.ari = Some(AriWindow {
-                serial: String::new(),
-                start: 0,
-                end: 0,
-                chosen: i64::MAX,
-                next_fetch: now.saturating_add(6 * 3600),
-                explanation: None,
-            });
-        }
-    }
-    if let Err(e) = ctx.store.save(ctx.j) {
-        warn!(cert = %ctx.cert.name, error = %e, "cannot record the renewal window");
-    }
-}
-
-/// `check --online` for the ACME CAs: the directory answers; the account exists, or would be
-/// created (with the EAB given, when the CA requires one); ARI and profiles offered.
-pub(crate) async fn online_checks(engine: &Engine, config: &config::Config) -> bool {
-    let mut all_ok = true;
-    for a in &config.acme {
-        let name = a.name.as_str();
-        let Some(issuer) = engine.acme.get(name) else {
-            continue;
-        };
-        let directory = a.directory.to_string();
-        println!("online checks against ACME CA {name:?} ({directory}):");
-        let info = match issuer.directory_info(&directory).await {
-            Ok(i) => {
-                println!("  ok: the directory answers");
-                i
-            }
-            Err(e) => {
-                println!("  ERROR: {e}");
-                all_ok = false;
-                continue;
-            }
-        };
-        let stored = stored_account(&account_dir(engine, name), &directory);
-        if matches!(stored, Ok(Some(_))) {
-            match account(engine, name, &directory).await {
-                Ok(acc) => println!("  ok: account {} exists", acc.id()),
-                Err(e) => {
-                    println!("  ERROR: the stored account does not work: {e}");
-                    all_ok = false;
-                }
-            }
-        } else if info.eab_required && a.eab.is_none() {
-            println!(
-                "  ERROR: the CA requires External Account Binding: set eab_kid and eab_hmac_key_file"
-            );
-            all_ok = false;
-        } else {
-            println!(
-                "  ok: an account will be created at the first renewal{}",
-                if a.eab.is_some() {
-                    " (with the EAB key given)"
-                } else {
-                    ""
-                }
-            );
-        }
-        println!(
-            "  ok: renewal information (ARI) {}; profiles: {}",
-            if info.renewal_info {
-                "offered"
-            } else {
-                "not offered (renewals follow renew_before)"
-            },
-            if info.profiles.is_empty() {
-                "none".to_owned()
-            } else {
-                info.profiles.join(", ")
-            }
-        );
-        if let Some(p) = &a.profile
-            && !info.profiles.contains(p)
-        {
-            println!("  ERROR: profile {p:?} is not offered by the directory");
-            all_ok = false;
-        }
-    }
-    all_ok
 }
