@@ -630,7 +630,8 @@ async fn idle_connections_do_not_starve_scrapes() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
     .await;
-    // Each holder connects, sends nothing, and connects again soon after it is dropped.
+    // Each holder connects, sends nothing, and connects again a second after it is dropped
+    // (a scraper must be able to send its request within that second).
     let reopened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let holders: Vec<_> = (0..2 * certkeeper::metrics::MAX_CONNECTIONS)
         .map(|_| {
@@ -642,7 +643,7 @@ async fn idle_connections_do_not_starve_scrapes() {
                         let _ = idle.read(&mut [0u8; 64]).await;
                         reopened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             })
         })
