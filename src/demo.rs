@@ -106,11 +106,23 @@ pub async fn run(dir: &Path, validity: Duration, once: bool) -> anyhow::Result<E
     }
 }
 
-/// The file that marks a folder as made by the demo: only such a folder is ever cleared.
+/// The file that marks a folder as made by the demo.
 const MARKER: &str = ".certkeeper-demo";
 
-/// Makes `dir` a fresh demo folder: created if missing; cleared only if an earlier demo made
-/// it (it holds the marker); any other folder that is not empty is refused, never deleted.
+/// What the demo writes into its folder, and all that it ever clears.
+const OWNED: [&str; 7] = [
+    MARKER,
+    "certkeeper.toml",
+    "api-key",
+    "sandbox-root.pem",
+    "certs",
+    "www",
+    "state",
+];
+
+/// Makes `dir` a fresh demo folder: created if missing, or an empty folder. A folder an
+/// earlier demo made (it holds the marker) loses only what the demo wrote there; anything
+/// added since (`.git`, notes) is kept. Any other folder that is not empty is refused.
 fn prepare_folder(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         let empty = std::fs::read_dir(dir)
@@ -123,16 +135,22 @@ fn prepare_folder(dir: &Path) -> anyhow::Result<()> {
                 dir.display()
             );
         }
-        if !empty {
-            std::fs::remove_dir_all(dir)
-                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        for name in OWNED {
+            let path = dir.join(name);
+            let removed = match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+                Ok(_) => std::fs::remove_file(&path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            };
+            removed.with_context(|| format!("cannot clear {}", path.display()))?;
         }
     }
     std::fs::create_dir_all(dir.join("certs"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::write(
         dir.join(MARKER),
-        "made by `certkeeper demo`; the demo clears this folder at its next run\n",
+        "made by `certkeeper demo`: its next run replaces what it wrote here, and keeps the rest\n",
     )?;
     Ok(())
 }
@@ -250,5 +268,24 @@ mod tests {
         let empty = tmp.path().join("empty");
         std::fs::create_dir(&empty).expect("mkdir");
         prepare_folder(&empty).expect("an empty folder is fine");
+
+        // An empty folder the demo marked, where the user then started a project: the next
+        // run replaces only the demo's own files.
+        std::fs::write(empty.join("certkeeper.toml"), "# the demo's").expect("write");
+        std::fs::create_dir_all(empty.join(".git/objects")).expect("mkdir");
+        std::fs::write(empty.join("notes.txt"), "mine").expect("write");
+        prepare_folder(&empty).expect("the demo's folder again");
+        assert!(empty.join(".git/objects").is_dir(), ".git kept");
+        assert_eq!(
+            std::fs::read_to_string(empty.join("notes.txt"))
+                .ok()
+                .as_deref(),
+            Some("mine")
+        );
+        assert!(
+            !empty.join("certkeeper.toml").exists(),
+            "the demo's config cleared"
+        );
+        assert!(empty.join("certs").is_dir() && empty.join(MARKER).is_file());
     }
 }
