@@ -109,16 +109,37 @@ pub async fn lookup(
     Ok(values(&answer, &qname, rtype))
 }
 
-/// The values of `rtype` at `qname` in `answers`.
+/// The values of `rtype` at `qname` in `answers`. A TXT name that is an alias is followed
+/// along the CNAME chain the answer carries (as a recursive resolver, or an authoritative
+/// server holding both names, sends it), so a delegated `_acme-challenge` or `_dnsauth` name
+/// is seen holding its target's record.
 fn values(
     answers: &[hickory_net::proto::rr::Record],
     qname: &Name,
     rtype: RecordType,
 ) -> Vec<String> {
+    let same = |a: &Name, b: &Name| a.eq_case(b) || a == b;
+    let mut chain = vec![qname.clone()];
+    if rtype == RecordType::Txt {
+        while chain.len() <= MAX_CNAMES {
+            let Some(target) = answers.iter().find_map(|r| match &r.data {
+                RData::CNAME(t) if chain.last().is_some_and(|at| same(&r.name, at)) => {
+                    Some(t.0.clone())
+                }
+                _ => None,
+            }) else {
+                break;
+            };
+            if chain.iter().any(|seen| same(seen, &target)) {
+                break;
+            }
+            chain.push(target);
+        }
+    }
     let mut out = Vec::new();
     for record in answers
         .iter()
-        .filter(|r| r.name.eq_case(qname) || r.name == *qname)
+        .filter(|r| chain.iter().any(|at| same(&r.name, at)))
     {
         match (&record.data, rtype) {
             (RData::TXT(txt), RecordType::Txt) => out.push(

@@ -1002,3 +1002,86 @@ async fn a_refused_dns_update_is_a_failure() {
         "the CA was not asked"
     );
 }
+
+/// A delegated validation name (`_dnsauth.NAME` a CNAME to a name the hooks may write, as
+/// with acme-dns): the hook writes the TXT record at the target, and the propagation check
+/// follows the CNAME, so CertCentral is asked as soon as the target holds the record rather
+/// than after the whole `dns_propagation_timeout`. Checked at `dns_resolver`, and at every
+/// authoritative server (where a lagging secondary lacks the target's record at first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegated_record_is_seen_through_its_cname() {
+    const TARGET: &str = "_dnsauth.delegated.example.test";
+    let servers = tempfile::tempdir().expect("tempdir");
+    // Hooks that write the record at the target, as a delegation's hooks do.
+    let hooks = |bind: &Bind, dir: &Path| {
+        bind.nsupdate(&[&format!(
+            "update add _dnsauth.example.test 60 CNAME {TARGET}."
+        )]);
+        let log = dir.join("hooks.log");
+        let [add, delete] = ["add", "delete"].map(|action| {
+            let plain = bind.nsupdate_hook(dir, action, &log);
+            let path = dir.join(format!("delegated-{action}.sh"));
+            std::fs::write(
+                &path,
+                format!(
+                    "#!/bin/sh\n[ \"$CERTKEEPER_DCV_RECORD_NAME\" = _dnsauth.example.test ] || exit 1\nCERTKEEPER_DCV_RECORD_NAME={TARGET} exec {}\n",
+                    plain.display()
+                ),
+            )
+            .expect("hook");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            path
+        });
+        format!(
+            "dcv_method = \"dns-txt-token\"\ndcv_dns_label = \"_dnsauth\"\ndns_publish = [\"{}\"]\ndns_cleanup = [\"{}\"]\ndns_resolver = \"{}\"\ndns_propagation_timeout = \"10m\"\n",
+            add.display(),
+            delete.display(),
+            bind.addr()
+        )
+    };
+    let issued = |outcome: Outcome| match outcome {
+        done @ Outcome::Renewed { .. } => done,
+        other => panic!("{other:?}"),
+    };
+
+    // At the resolver: asked at the first look.
+    let bind = Bind::start(servers.path().join("bind"));
+    let env = env_with("example.test", dns_reach(&bind), |_| {}).await;
+    let at_resolver = hooks(&bind, servers.path());
+    env.write_config("", &env.cert("www", &at_resolver));
+    let first = drive(&env, "www").await;
+    assert_eq!(
+        env.sandbox.count("PUT", "/check-dcv"),
+        1,
+        "asked as soon as the hook wrote the target: {first:?}"
+    );
+    if !matches!(first, Outcome::Renewed { .. }) {
+        issued(renew(&env, "www", false).await);
+    }
+    assert!(bind.dig(TARGET, "TXT").is_empty(), "cleaned up");
+    assert_eq!(bind.dig("_dnsauth.example.test", "CNAME"), [TARGET]);
+
+    // At every authoritative server: the secondary serves the CNAME, and its target's record
+    // only once it has caught up.
+    let pair = servers.path().join("pair");
+    std::fs::create_dir_all(&pair).expect("mkdir");
+    let (primary, secondary) = Bind::pair(&pair);
+    let env = env_with("example.test", dns_reach(&secondary), |_| {}).await;
+    let everywhere = hooks(&primary, &pair) + "dns_propagation_check = \"authoritative\"";
+    secondary.catch_up();
+    env.write_config("", &env.cert("www", &everywhere));
+    let first = drive(&env, "www").await;
+    let Outcome::Waiting { why, .. } = &first else {
+        panic!("{first:?}")
+    };
+    assert!(
+        why.contains("_dnsauth.example.test not yet visible at ns2.example.test"),
+        "{why}"
+    );
+    assert_eq!(env.sandbox.count("PUT", "/check-dcv"), 0);
+    secondary.catch_up();
+    issued(renew(&env, "www", false).await);
+    assert_eq!(env.sandbox.count("PUT", "/check-dcv"), 1);
+}
