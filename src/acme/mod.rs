@@ -197,6 +197,35 @@ pub struct DirectoryInfo {
     pub caa_identities: Vec<String>,
 }
 
+impl DirectoryInfo {
+    /// Reads a directory object (RFC 8555 §7.1.1); the error says what it is not.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let dir: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("is not JSON: {e}"))?;
+        if dir.get("newOrder").is_none() {
+            return Err("is not an ACME directory (no newOrder)".into());
+        }
+        Ok(Self {
+            renewal_info: dir.get("renewalInfo").is_some(),
+            profiles: dir["meta"]["profiles"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default(),
+            eab_required: dir["meta"]["externalAccountRequired"]
+                .as_bool()
+                .unwrap_or(false),
+            caa_identities: dir["meta"]["caaIdentities"]
+                .as_array()
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+}
+
 /// One `[[acme]]` CA: its settings, an HTTP client, and its accounts by directory URL.
 pub struct Issuer {
     pub config: config::Acme,
@@ -406,32 +435,7 @@ impl Issuer {
         let body = read_limited(resp).await.map_err(|e| {
             Error::Other(format!("cannot read the ACME directory {directory}: {e}"))
         })?;
-        let dir: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            Error::Other(format!("the ACME directory {directory} is not JSON: {e}"))
-        })?;
-        if dir.get("newOrder").is_none() {
-            return Err(Error::Other(format!(
-                "{directory} is not an ACME directory (no newOrder)"
-            )));
-        }
-        Ok(DirectoryInfo {
-            renewal_info: dir.get("renewalInfo").is_some(),
-            profiles: dir["meta"]["profiles"]
-                .as_object()
-                .map(|p| p.keys().cloned().collect())
-                .unwrap_or_default(),
-            eab_required: dir["meta"]["externalAccountRequired"]
-                .as_bool()
-                .unwrap_or(false),
-            caa_identities: dir["meta"]["caaIdentities"]
-                .as_array()
-                .map(|ids| {
-                    ids.iter()
-                        .filter_map(|v| v.as_str().map(str::to_ascii_lowercase))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        })
+        DirectoryInfo::parse(&body).map_err(|why| Error::Other(format!("{directory} {why}")))
     }
 }
 
@@ -492,5 +496,34 @@ pub fn error(directory: &str, e: instant_acme::Error) -> Error {
         directory: directory.to_owned(),
         source: Box::new(e),
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DirectoryInfo;
+
+    /// What a directory offers is read from its `meta`; a body that is not JSON, or not a
+    /// directory, is refused with the reason.
+    #[test]
+    fn a_directory_is_read_or_refused_with_its_reason() {
+        let info = DirectoryInfo::parse(
+            br#"{"newOrder":"u","renewalInfo":"r","meta":{"profiles":{"shortlived":"x"},
+                "externalAccountRequired":true,"caaIdentities":["Example.COM",7]}}"#,
+        )
+        .expect("a directory");
+        assert_eq!(
+            info,
+            DirectoryInfo {
+                renewal_info: true,
+                profiles: vec!["shortlived".into()],
+                eab_required: true,
+                caa_identities: vec!["example.com".into()],
+            }
+        );
+        let no_order = DirectoryInfo::parse(br#"{"meta":{}}"#).expect_err("refused");
+        assert!(no_order.contains("no newOrder"), "{no_order}");
+        let html = DirectoryInfo::parse(b"<html>").expect_err("refused");
+        assert!(html.starts_with("is not JSON"), "{html}");
     }
 }

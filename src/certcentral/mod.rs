@@ -441,8 +441,9 @@ async fn read_body(mut resp: reqwest::Response, endpoint: &str) -> Result<String
 /// How many of CertCentral's error entries are kept.
 const MAX_API_ERRORS: usize = 5;
 
-/// Reads the `{"errors":[…]}` envelope; tolerates `errors` as a single object (§5).
-fn parse_errors(body: &str, status: StatusCode) -> Vec<ApiError> {
+/// Reads the `{"errors":[…]}` envelope; tolerates `errors` as a single object (§5). At most
+/// five entries, each cut short and with control characters escaped; never empty.
+pub fn parse_errors(body: &str, status: StatusCode) -> Vec<ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum Errors {
