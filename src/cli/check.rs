@@ -182,7 +182,11 @@ fn environment(config: &Config) -> (Vec<ConfigError>, Vec<String>) {
             ));
         }
     }
-    warnings.extend(crate::renewal::unconfigured_work(config));
+    warnings.extend(
+        crate::renewal::unconfigured_work(config)
+            .iter()
+            .map(ToString::to_string),
+    );
     for u in &config.dns_updates {
         if let Err(e) = crate::validation::rfc2136::TsigKey::load(&u.tsig_key_file) {
             errors.push(err(format!("[[dns_update]] {:?}: {e}", u.name.as_str())));

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 
 use crate::config::{self, Config, ConfigError};
-use crate::model::{fmt_time, unix_now};
+use crate::model::{CertName, fmt_time, unix_now};
 use crate::renewal::{DriveOptions, Engine, Outcome};
 use crate::sandbox::{Fault, OrderSpec, Sandbox, SandboxConfig};
 use crate::{daemon, demo, status};
@@ -62,6 +62,12 @@ pub enum Command {
     },
     /// Renew the named (default: all) certificates that are due, now.
     Renew(RenewArgs),
+    /// Give up a certificate's renewal in progress, configured or not: cancel its request at
+    /// CertCentral, take down what was published for validation, drop the pending key.
+    Abandon {
+        /// The certificate's name (its folder under STATE/certs).
+        name: CertName,
+    },
     /// Serve a local CertCentral-compatible CA for tests and trials.
     Sandbox(Box<SandboxArgs>),
     /// Try certkeeper: a sandbox CA, a short-lived certificate, live renewals.
@@ -209,6 +215,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Check { online, .. } => check::run(&config_path, online).await,
             Command::Status { json } => status_cmd(&config_path, json),
             Command::Renew(args) => renew(&config_path, args).await,
+            Command::Abandon { name } => abandon(&config_path, &name).await,
             Command::Sandbox(args) => sandbox(*args).await,
             Command::Demo(args) => demo::run(&args.dir, args.validity, args.once).await,
             Command::GenerateAssets { dir } => generate_assets(&dir).map(|()| ExitCode::SUCCESS),
@@ -281,6 +288,46 @@ fn status_cmd(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         print!("{}", status::table(&rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `certkeeper abandon NAME`: exit 0 when nothing is left, 1 when something published could
+/// not be taken down (a later abandon, or the daemon, tries again).
+async fn abandon(path: &Path, name: &CertName) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let engine = Engine::from_config(&config)?;
+    let Some(done) = engine
+        .abandon(name, "a person asked (certkeeper abandon)")
+        .await?
+    else {
+        bail!(
+            "no state for a certificate named {:?} in {}",
+            name.as_str(),
+            config.daemon.state_dir.display()
+        );
+    };
+    match &done.step {
+        Some(step) => println!("{name}: gave up the renewal at step {step}"),
+        None => println!("{name}: no renewal was in progress"),
+    }
+    match &done.request {
+        Some(Ok(fate)) => println!("  request: {fate}"),
+        Some(Err(e)) => println!("  request: {e}"),
+        None => {}
+    }
+    for what in &done.removed {
+        println!("  removed: {what}");
+    }
+    for what in &done.left {
+        println!("  NOT removed: {what}");
+    }
+    if config.certificate(name.as_str()).is_some() {
+        println!("  it is still configured: a new renewal starts when it is due");
+    }
+    Ok(if done.left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn renew(path: &Path, args: RenewArgs) -> anyhow::Result<ExitCode> {

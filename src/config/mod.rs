@@ -65,6 +65,9 @@ pub struct Daemon {
     pub poll_max: Duration,
     pub concurrency: usize,
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a certificate removed from the configuration keeps a renewal in progress
+    /// (time to carry a renamed certificate's state over) before the daemon abandons it.
+    pub abandon_unconfigured_after: Duration,
 }
 
 /// `[[acme]]`: an ACME CA certificates can come from.

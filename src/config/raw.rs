@@ -50,6 +50,7 @@ pub(super) struct RawDaemon {
     pub metrics_listen: Option<Spanned<String>>,
     pub on_failure: Option<Argv>,
     pub on_renewed: Option<Argv>,
+    pub abandon_unconfigured_after: Option<Dur<0, { 30 * DAY }>>,
 }
 
 /// `[[acme]]`: an ACME CA (SPEC.md "ACME issuers").

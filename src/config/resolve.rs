@@ -124,6 +124,9 @@ impl<'a> Resolver<'a> {
             poll_max,
             concurrency,
             metrics_listen,
+            abandon_unconfigured_after: d
+                .abandon_unconfigured_after
+                .map_or(Duration::from_secs(24 * 3600), |p| p.0),
         };
         let defaults = Defaults {
             on_failure: d.on_failure,

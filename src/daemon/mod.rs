@@ -7,6 +7,7 @@
 //! delays the others. Reload is parse → validate → diff → swap: a bad file changes nothing.
 
 mod heap;
+mod leftovers;
 mod signals;
 mod systemd;
 mod watch;
@@ -70,9 +71,9 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
         .as_ref()
         .map_or("none", |c| c.api_key_source());
     info!(config = %config_path.display(), certificates = d.config.certificates.len(), api_key, "certkeeper started");
-    for w in crate::renewal::unconfigured_work(&d.config) {
-        warn!("{w}");
-    }
+    let (current_tx, current_rx) =
+        tokio::sync::watch::channel((d.config.clone(), d.engine.clone()));
+    leftovers::start(current_rx);
     preflight_all(&d.config);
     systemd::ready(&d.summary());
 
@@ -125,6 +126,7 @@ pub async fn run(config_path: &Path, mut events: mpsc::Receiver<Event>) -> anyho
                     d.reload(config_path);
                     preflight_all(&d.config);
                     let _ = config_tx.send(d.config.clone());
+                    let _ = current_tx.send((d.config.clone(), d.engine.clone()));
                     watch = watch::watch(&d.config, file_tx.clone());
                     heap::release();
                     systemd::ready(&d.summary());
@@ -408,9 +410,6 @@ impl Daemon {
         self.engine = Arc::new(engine);
         self.config = Arc::new(config);
         info!(added, changed, removed, "configuration reloaded");
-        for w in crate::renewal::unconfigured_work(&self.config) {
-            warn!("{w}");
-        }
     }
 
     /// A one-line summary for systemd's STATUS=.

@@ -3,7 +3,7 @@
 //! abandoned. The phases themselves live in `start`, `submit`, `poll`, `validate`, `install`,
 //! `deploy` and `notify`.
 
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use super::{
     Ctx, Error, Failure, LastError, Outcome, RetryClass, Step, Target, describe_issuer,
@@ -286,31 +286,5 @@ impl Ctx<'_> {
             }
         }
         None
-    }
-
-    /// Gives up the attempt in progress (canceling the CA's request where possible), takes down
-    /// its publications, and goes back to idle so that a new attempt can start.
-    pub(super) async fn abandon(&mut self, why: &str) -> Result<(), Error> {
-        let step = self.j.step.clone();
-        warn!(cert = %self.cert.name, order_id = self.cert.order_id(), step = %step, reason = %why, "abandoning the renewal in progress");
-        if let (Some(attempt), Some(request)) = (step.attempt(), step.request())
-            && let Err(e) = issuer::abandon(self, attempt, request).await
-        {
-            warn!(cert = %self.cert.name, error = %e, "cannot cancel the abandoned request at the CA; it is left to expire");
-        }
-        for file in [journal::KEY, journal::CSR, journal::BUNDLE] {
-            self.store.remove(file);
-        }
-        // A block or backoff was about the old attempt, not about this configuration.
-        self.j.blocked = None;
-        self.j.notified = None;
-        self.j.retry_at = None;
-        self.j.last_error = None;
-        self.j.failures = 0;
-        self.transition(Step::Idle)?;
-        if !self.j.published.is_empty() {
-            self.cleanup_publications().await?;
-        }
-        Ok(())
     }
 }

@@ -19,11 +19,14 @@
 //! - [`deploy`]: Installed → Idle, or RollingBack → Issued;
 //! - [`issuer`]: the seam between the steps and the CAs (CertCentral, ACME);
 //! - [`notify`]: `on_failure` and `on_renewed`;
+//! - [`abandon`]: giving up an attempt (the configuration changed, the certificate was
+//!   removed, or a person asked);
 //! - [`drive`]: the loop that runs them, journals each transition, records failures and
 //!   abandons an attempt the configuration no longer asks for;
 //! - [`view`]: the read-only view (facts on disk, policy, verdict) for the quick look, `status`,
 //!   `check`, metrics and the daemon's schedule.
 
+mod abandon;
 mod deploy;
 mod drive;
 mod install;
@@ -41,12 +44,13 @@ mod view;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use abandon::Abandoned;
 pub use deploy::wait_shielded;
 pub use journal::{Journal, LastError, PubState, Publication, Published, RetryClass, Store};
 pub use step::{Attempt, OrderSnapshot, Request, Step, Target};
 pub use view::{
-    KeyAgeSource, KeyCheck, Observation, assess, disk_state, key_age, observe, policy,
-    unconfigured_work, waiting_for,
+    KeyAgeSource, KeyCheck, Observation, UnconfiguredWork, assess, disk_state, key_age, observe,
+    policy, unconfigured_work, waiting_for,
 };
 
 use crate::certcentral::{self, Client, ClientOptions, RetryPolicy};

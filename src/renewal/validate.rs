@@ -16,11 +16,11 @@ use tracing::{info, warn};
 use super::issuer::{self, Checked, Wanted, WantedKind};
 use super::journal::{PubState, Publication, Published};
 use super::step::Validation;
-use super::{Attempt, Ctx, Error, Failure, Request, Step};
+use super::{Attempt, Ctx, Error, Failure, Journal, Request, Step, Store};
 use crate::certcentral::RetryPolicy;
 use crate::config::{DnsCheck, DnsPublisher};
 use crate::hooks;
-use crate::model::unix_now;
+use crate::model::{OrderId, unix_now};
 use crate::validation::{DnsRecord, dns, rfc2136, webroot};
 
 /// How often to look for DNS propagation: from 2 s, growing to 30 s.
@@ -297,37 +297,16 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Takes one publication down (completing an interrupted publication first) and drops it
-    /// from the journal; on failure records the error on it instead.
+    /// Takes one publication down and records it ([`take_down`]).
     async fn take_down(&mut self, p: &Publication) {
-        let name = self.cert.name.as_str();
-        let mut result = Ok(());
-        if p.state == PubState::Publishing {
-            // Perhaps published before a crash: complete it, so that what is cleaned up was
-            // certainly published.
-            result = publish(name, p).await;
-        }
-        if result.is_ok() {
-            result = unpublish(name, p).await;
-        }
-        let index = self.j.published.iter().position(|q| q.what.same(&p.what));
-        match result {
-            Ok(()) => {
-                info!(cert = %self.cert.name, order_id = self.cert.order_id(), domain = %p.domain, at = %p.what.describe(), "removed what was published for validation");
-                if let Some(i) = index {
-                    self.j.published.remove(i);
-                }
-            }
-            Err(e) => {
-                warn!(cert = %self.cert.name, order_id = self.cert.order_id(), domain = %p.domain, at = %p.what.describe(), error = %e, "cannot remove what was published for validation; trying again later");
-                if let Some(i) = index {
-                    self.j.published[i].cleanup_error = Some(e.to_string());
-                }
-            }
-        }
-        if let Err(e) = self.store.save(self.j) {
-            warn!(cert = %self.cert.name, error = %e, "cannot record the cleanup");
-        }
+        take_down(
+            self.cert.name.as_str(),
+            self.cert.order_id(),
+            self.store,
+            self.j,
+            p,
+        )
+        .await;
     }
 
     /// The first DNS publication not yet visible where `dns_propagation_check` says, with
@@ -398,6 +377,45 @@ fn in_place(p: &Publication) -> Result<bool, Error> {
             ..
         } => Ok(webroot::holds(root, path, content)?),
         Published::Hook { .. } | Published::Update { .. } => Ok(true),
+    }
+}
+
+/// Takes one publication down (completing an interrupted publication first) and drops it
+/// from the journal; on failure records the error on it instead. Everything it needs is in the
+/// publication itself, so it works for a certificate no longer configured.
+pub(super) async fn take_down(
+    name: &str,
+    order_id: Option<OrderId>,
+    store: &Store,
+    j: &mut Journal,
+    p: &Publication,
+) {
+    let mut result = Ok(());
+    if p.state == PubState::Publishing {
+        // Perhaps published before a crash: complete it, so that what is cleaned up was
+        // certainly published.
+        result = publish(name, p).await;
+    }
+    if result.is_ok() {
+        result = unpublish(name, p).await;
+    }
+    let index = j.published.iter().position(|q| q.what.same(&p.what));
+    match result {
+        Ok(()) => {
+            info!(cert = name, order_id, domain = %p.domain, at = %p.what.describe(), "removed what was published for validation");
+            if let Some(i) = index {
+                j.published.remove(i);
+            }
+        }
+        Err(e) => {
+            warn!(cert = name, order_id, domain = %p.domain, at = %p.what.describe(), error = %e, "cannot remove what was published for validation; trying again later");
+            if let Some(i) = index {
+                j.published[i].cleanup_error = Some(e.to_string());
+            }
+        }
+    }
+    if let Err(e) = store.save(j) {
+        warn!(cert = name, error = %e, "cannot record the cleanup");
     }
 }
 

@@ -2,13 +2,13 @@
 //! the scheduler's verdict, and what a waiting step waits for. Shared by the engine's quick look,
 //! `status`, `check`, metrics and the daemon's schedule; it never writes and never asks a CA.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Journal, LastError, Request, Step, Store, describe_target, journal};
 use crate::config::{self, Certificate};
 use crate::crypto::{self, CertFacts};
 use crate::install::Live;
-use crate::model::FileRole;
+use crate::model::{CertName, FileRole};
 use crate::scheduler::{self, Assessment, CertState, Policy};
 
 /// How hard to check that a key matches its certificate.
@@ -215,22 +215,50 @@ pub fn observe(
     }
 }
 
-/// Certificates no longer in the configuration whose state still holds work: a renewal under
-/// way (a new key, a request at the CA) or records published for validation. A renamed
-/// certificate leaves its state under the old name; each line says what is there and how to
-/// carry it over (for `check` and the daemon's start and reloads).
-pub fn unconfigured_work(config: &config::Config) -> Vec<String> {
+/// A certificate no longer in the configuration whose state still holds work: a renewal under
+/// way (a new key, a request at the CA) or records published for validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnconfiguredWork {
+    pub name: CertName,
+    /// What is there: the step, the request, the publications.
+    pub what: String,
+    state_dir: PathBuf,
+}
+
+impl std::fmt::Display for UnconfiguredWork {
+    /// What is there and how to carry it over (a renamed certificate leaves its state under the
+    /// old name), or how to give it up.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (name, certs) = (&self.name, self.state_dir.join("certs"));
+        write!(
+            f,
+            "certificate {:?} is no longer configured but its state holds a renewal ({}); if it was renamed, stop certkeeper and rename {} and {} to the new name so the renewal continues under it; `certkeeper abandon {name}` gives it up",
+            name.as_str(),
+            self.what,
+            certs.join(name.as_str()).display(),
+            self.state_dir.join("live").join(name.as_str()).display(),
+        )
+    }
+}
+
+/// Every [`UnconfiguredWork`] in the state folder (for `check`, and the daemon's start and
+/// reloads), by name.
+pub fn unconfigured_work(config: &config::Config) -> Vec<UnconfiguredWork> {
     let state = &config.daemon.state_dir;
     let Ok(entries) = std::fs::read_dir(state.join("certs")) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if config.certificate(&name).is_some() || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let Ok(name) = entry.file_name().to_string_lossy().parse::<CertName>() else {
+            continue;
+        };
+        if config.certificate(name.as_str()).is_some()
+            || !entry.file_type().is_ok_and(|t| t.is_dir())
+        {
             continue;
         }
-        let Ok(j) = Store::new(state, &name).load() else {
+        let Ok(j) = Store::new(state, name.as_str()).load() else {
             continue;
         };
         if matches!(j.step, Step::Idle) && j.published.is_empty() {
@@ -250,13 +278,13 @@ pub fn unconfigured_work(config: &config::Config) -> Vec<String> {
                 published.join(", ")
             ));
         }
-        out.push(format!(
-            "certificate {name:?} is no longer configured but its state holds a renewal ({what}); if it was renamed, stop certkeeper and rename {} and {} to the new name so the renewal continues under it",
-            state.join("certs").join(&name).display(),
-            state.join("live").join(&name).display(),
-        ));
+        out.push(UnconfiguredWork {
+            name,
+            what,
+            state_dir: state.clone(),
+        });
     }
-    out.sort();
+    out.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
     out
 }
 

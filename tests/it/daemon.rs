@@ -669,3 +669,42 @@ async fn idle_connections_do_not_starve_scrapes() {
     }
     assert!(failed.is_empty(), "{failed:?}");
 }
+
+/// A certificate removed from the configuration while its validation is pending keeps its
+/// request and record through its grace (a rename can still carry them over), and is abandoned
+/// once the grace is over: the request canceled at CertCentral, the record taken down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_certificate_is_abandoned_after_its_grace() {
+    use crate::dcv::{assert_given_up, cancels, stuck_in_validation};
+    let servers = tempfile::tempdir().expect("tempdir");
+    let bind = crate::servers::Bind::start(servers.path().join("bind"));
+    let elsewhere = crate::servers::Bind::start(servers.path().join("elsewhere"));
+    let env = stuck_in_validation(&bind, &elsewhere).await;
+    let other = env
+        .cert("other", "")
+        .replace("order_id = 1001", "order_id = 1002");
+    env.write_config("abandon_unconfigured_after = \"1h\"", &other);
+    let d = Daemon::start(&env).await;
+    d.assert_logged(
+        "\"www\" is no longer configured but its state holds a renewal (step validating",
+    )
+    .await;
+    d.assert_logged("unless it is configured again, it is abandoned then")
+        .await;
+    assert_eq!(
+        bind.dig("example.test", "TXT").len(),
+        2,
+        "kept in the grace"
+    );
+    assert_eq!(cancels(&env), 0, "kept in the grace");
+
+    env.write_config("abandon_unconfigured_after = \"0s\"", &other);
+    d.signal(Signal::SIGHUP);
+    eventually("the record taken down", Duration::from_secs(60), || {
+        bind.dig("example.test", "TXT") == ["v=spf1 -all"]
+    })
+    .await;
+    d.assert_logged("abandoned the renewal of a certificate no longer configured")
+        .await;
+    assert_given_up(&env);
+}

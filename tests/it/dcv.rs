@@ -689,6 +689,83 @@ async fn an_abandoned_attempt_cleans_up() {
     assert_eq!(journal(&env, "www")["published"], serde_json::json!([]));
 }
 
+/// How many times CertCentral was asked to cancel order 1001's pending request, and did.
+pub(crate) fn cancels(env: &TestEnv) -> usize {
+    (env.sandbox.requests().iter())
+        .filter(|r| {
+            r.method == "PUT"
+                && r.path.ends_with("/order/certificate/1001/status")
+                && r.status == 204
+        })
+        .count()
+}
+
+/// Certificate `www`'s renewal with its validation pending and its record in `bind`: the
+/// sandbox asks `elsewhere`, which never gets it. The sandbox also has order 1002, which
+/// needs no validation.
+pub(crate) async fn stuck_in_validation(bind: &Bind, elsewhere: &Bind) -> TestEnv {
+    let env = env_with("example.test", dns_reach(elsewhere), |c| {
+        c.orders.push("1002:example.test".parse().expect("order"));
+    })
+    .await;
+    write_rfc2136_config(&env, bind, "dns-txt-token");
+    let first = drive(&env, "www").await;
+    assert!(matches!(first, Outcome::Waiting { .. }), "{first:?}");
+    assert_eq!(
+        bind.dig("example.test", "TXT").len(),
+        2,
+        "the record is published"
+    );
+    assert!(
+        env.path("state/certs/www/key.pem").exists(),
+        "a pending key"
+    );
+    env
+}
+
+/// `www`'s renewal was given up: one cancel at CertCentral, the journal idle with nothing
+/// published, the pending key gone.
+pub(crate) fn assert_given_up(env: &TestEnv) {
+    assert_eq!(cancels(env), 1, "{:?}", env.sandbox.requests());
+    let j = journal(env, "www");
+    assert_eq!(j["step"]["step"], "idle", "{j}");
+    assert_eq!(j["published"], serde_json::json!([]));
+    assert!(
+        !env.path("state/certs/www/key.pem").exists(),
+        "the pending key is gone"
+    );
+}
+
+/// `certkeeper abandon NAME` gives the renewal up: the request is canceled at CertCentral,
+/// the record is taken down and the pending key removed; a name without state is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandon_gives_up_a_renewal_and_takes_down_its_record() {
+    let servers = tempfile::tempdir().expect("tempdir");
+    let bind = Bind::start(servers.path().join("bind"));
+    let elsewhere = Bind::start(servers.path().join("elsewhere"));
+    let env = stuck_in_validation(&bind, &elsewhere).await;
+    let out = env.certkeeper(&["abandon", "www"]).await;
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    assert_says(&out, "gave up the renewal at step validating");
+    assert_says(&out, "request: canceled at the CA");
+    assert_says(&out, "(RFC 2136 at ");
+    assert_says(&out, "still configured");
+    assert_eq!(
+        bind.dig("example.test", "TXT"),
+        ["v=spf1 -all"],
+        "taken down"
+    );
+    assert_given_up(&env);
+    // Again: nothing left to do, nothing asked of the CA.
+    let again = env.certkeeper(&["abandon", "www"]).await;
+    assert!(again.status.success());
+    assert_says(&again, "no renewal was in progress");
+    assert_eq!(cancels(&env), 1);
+    let none = env.certkeeper(&["abandon", "nosuch"]).await;
+    assert!(!none.status.success());
+    assert_says(&none, "no state for a certificate named \"nosuch\"");
+}
+
 /// A duplicate cannot be validated: when CertCentral refuses it because validation lapsed,
 /// the error says what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

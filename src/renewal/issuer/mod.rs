@@ -17,7 +17,7 @@
 pub(super) mod acme;
 pub(super) mod certcentral;
 
-use super::{Attempt, Ctx, Failure, Request, Step, Target};
+use super::{Attempt, Ctx, Engine, Failure, Request, Step, Target};
 use crate::model::SignatureHash;
 use crate::validation::DnsRecord;
 
@@ -177,15 +177,12 @@ pub(super) async fn check(
     }
 }
 
-/// Gives the request up at the CA, where that is possible.
-pub(super) async fn abandon(
-    ctx: &mut Ctx<'_>,
-    attempt: &Attempt,
-    request: &Request,
-) -> Result<(), super::Error> {
+/// Cancels the request of an abandoned attempt where the CA allows it; `Ok(false)` when there
+/// is nothing to cancel (an ACME order simply expires).
+pub(super) async fn abandon(engine: &Engine, attempt: &Attempt) -> Result<bool, super::Error> {
     match &attempt.target {
-        Target::CertCentral(o) => certcentral::abandon(ctx, o, request).await,
-        Target::Acme(_) => Ok(()),
+        Target::CertCentral(o) => certcentral::abandon(engine, o).await,
+        Target::Acme(_) => Ok(false),
     }
 }
 

@@ -16,8 +16,8 @@ use crate::crypto;
 use crate::model::{DcvMethod, Method, SignatureHash, companion, name_list, unix_now};
 use crate::renewal::step::RandomValue;
 use crate::renewal::{
-    Attempt, Ctx, Error, Failure, LastError, ORDER_ENDED, OrderSnapshot, Request, Step, Target,
-    end_of_day, journal,
+    Attempt, Ctx, Engine, Error, Failure, LastError, ORDER_ENDED, OrderSnapshot, Request, Step,
+    Target, end_of_day, journal,
 };
 
 /// Order statuses of an order that was never issued: the order itself is still being validated
@@ -465,23 +465,21 @@ pub(super) async fn poll(
     }))
 }
 
-/// Cancels our pending reissue (a duplicate's request cannot be withdrawn by certkeeper).
-pub(super) async fn abandon(
-    ctx: &mut Ctx<'_>,
-    o: &OrderSnapshot,
-    request: &Request,
-) -> Result<(), Error> {
+/// Cancels our pending reissue (a duplicate cannot be canceled: it is left to CertCentral).
+/// `Ok(false)`: nothing to cancel.
+pub(super) async fn abandon(engine: &Engine, o: &OrderSnapshot) -> Result<bool, Error> {
     if o.method != Method::Reissue {
-        return Ok(());
+        return Ok(false);
     }
-    let _ = request;
-    let cc = client(ctx).map_err(|f| f.error)?;
+    let cc = engine.certcentral.as_ref().ok_or_else(|| {
+        Error::Config("no CertCentral API key is configured to cancel it with".into())
+    })?;
     cc.cancel_pending(
         o.order_id,
-        "canceled by certkeeper: the configuration changed",
+        "canceled by certkeeper: the renewal was abandoned",
     )
-    .await
-    .map_err(Error::from)
+    .await?;
+    Ok(true)
 }
 
 async fn find_listed(
